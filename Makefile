@@ -1,0 +1,20 @@
+# The two commands the README promises, plus helpers. Everything runs inside .venv.
+DEMO_DIR ?= runs/demo-$(shell date +%Y%m%d-%H%M%S)
+BIN := .venv/bin
+
+.PHONY: setup demo test lint bench
+
+setup:  ## create .venv with every dependency (idempotent)
+	bash scripts/setup.sh
+
+demo: setup  ## a short real training run on SafetyPointGoal1 pixels, then its evaluation
+	$(BIN)/workbench train --preset cpu --task SafetyPointGoal1-v0 --run-dir $(DEMO_DIR)
+	$(BIN)/workbench eval $(DEMO_DIR)
+	@echo "Open the dashboard on it with:  $(BIN)/workbench dashboard $(dir $(DEMO_DIR))"
+
+test: setup  ## lint, then every test (real environments included)
+	$(BIN)/ruff check workbench tests app
+	$(BIN)/python -m pytest -q
+
+bench: setup
+	$(BIN)/workbench bench --json

@@ -1,0 +1,1 @@
+"""A workbench for safe reinforcement learning from pixels with world models."""

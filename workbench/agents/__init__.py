@@ -1,0 +1,22 @@
+"""One file per algorithm, all behind the small interface in `base.py`."""
+
+from __future__ import annotations
+
+import importlib
+
+from workbench.config import ALGOS, Config, ConfigError
+
+# algo name -> "module:Class", imported on demand.
+REGISTRY = {
+    "dreamer": "workbench.agents.dreamer:Dreamer",
+}
+
+
+def make_agent(config: Config, world_model, action_dim: int):
+    """Build the agent named by `config.algo`."""
+    if config.algo not in REGISTRY:
+        known = ", ".join(name for name in ALGOS if name in REGISTRY)
+        raise ConfigError(f"algo {config.algo!r} is not available; choose one of: {known}")
+    module, name = REGISTRY[config.algo].split(":")
+    cls = getattr(importlib.import_module(module), name)
+    return cls(config, world_model, action_dim)

@@ -1,0 +1,194 @@
+"""The agent interface, and the actor-critic machinery every algorithm shares.
+
+An agent is a `torch.nn.Module` (so its parameters and buffers, such as a Lagrange multiplier,
+are checkpointed by `state_dict`) with three methods the engine calls:
+
+    act(latent, explore)      -> actions for a batch of posterior latents
+    update(posterior, batch)  -> Update(metrics, imagination): one training step on imagined rollouts
+    optimizers()              -> named optimisers, checkpointed with the agent
+
+and one that viewers call: `inspect(features)`, per-state quantities worth showing (values, cost
+values, and for some agents a barrier value). The world model is held, not owned: it is trained
+by the engine and is not part of the agent's state_dict.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from workbench.config import Config
+from workbench.nets import MLP, lambda_returns
+from workbench.world_model import Imagination, Latent, WorldModel
+
+
+@dataclass
+class Update:
+    metrics: dict[str, float]
+    imagination: Imagination
+
+
+class Actor(nn.Module):
+    """Squashed Gaussian policy over actions in [-1, 1], reparameterised for backprop."""
+
+    def __init__(self, feature_dim: int, action_dim: int, hidden: int, layers: int):
+        super().__init__()
+        self.net = MLP(feature_dim, 2 * action_dim, hidden, layers)
+
+    def forward(self, features: Tensor) -> torch.distributions.Normal:
+        mean, std = self.net(features).chunk(2, dim=-1)
+        std = 0.9 * torch.sigmoid(std + 2.0) + 0.1
+        return torch.distributions.Normal(mean, std)
+
+    def sample(self, features: Tensor) -> Tensor:
+        return torch.tanh(self(features).rsample())
+
+    def mode(self, features: Tensor) -> Tensor:
+        return torch.tanh(self(features).mean)
+
+
+class Critic(nn.Module):
+    """A value network with a slowly following target copy."""
+
+    def __init__(self, feature_dim: int, hidden: int, layers: int):
+        super().__init__()
+        self.net = MLP(feature_dim, 1, hidden, layers)
+        self.target = copy.deepcopy(self.net).requires_grad_(False)
+
+    def forward(self, features: Tensor) -> Tensor:
+        return self.net(features).squeeze(-1)
+
+    def target_value(self, features: Tensor) -> Tensor:
+        return self.target(features).squeeze(-1)
+
+    def follow(self, tau: float) -> None:
+        with torch.no_grad():
+            for target, source in zip(self.target.parameters(), self.net.parameters(), strict=True):
+                target.lerp_(source, tau)
+
+
+class Agent(nn.Module):
+    """Shared parts: an actor, a reward critic and a cost critic trained on imagined rollouts."""
+
+    def __init__(self, config: Config, world_model: WorldModel, action_dim: int):
+        super().__init__()
+        self.config = config
+        cfg = config.agent
+        self._world_model = [world_model]  # held in a list so it is not part of state_dict
+        feature_dim = world_model.feature_dim
+        self.actor = Actor(feature_dim, action_dim, cfg.hidden, cfg.layers)
+        self.critic = Critic(feature_dim, cfg.hidden, cfg.layers)
+        self.cost_critic = Critic(feature_dim, cfg.hidden, cfg.layers)
+        self.actor_optimizer = torch.optim.Adam(self.actor.parameters(), lr=cfg.actor_lr)
+        critics = [*self.critic.net.parameters(), *self.cost_critic.net.parameters()]
+        self.critic_optimizer = torch.optim.Adam(critics, lr=cfg.critic_lr)
+        # Return scale (DreamerV3): an EMA of the 5th-95th percentile range of reward returns.
+        self.register_buffer("return_scale", torch.ones(()))
+
+    @property
+    def world_model(self) -> WorldModel:
+        return self._world_model[0]
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"actor": self.actor_optimizer, "critic": self.critic_optimizer}
+
+    @property
+    def episode_steps(self) -> int:
+        env = self.config.env
+        return max(env.time_limit // env.action_repeat, 1)
+
+    @property
+    def cost_budget(self) -> float:
+        """The episode cost limit in the critic's units: the per-step budget d / L, discounted over
+        the imagined future (sum of gamma^t for t < L)."""
+        gamma, steps = self.config.agent.gamma, self.episode_steps
+        horizon = (1 - gamma**steps) / (1 - gamma) if gamma < 1 else steps
+        return self.config.agent.cost_limit / steps * horizon
+
+    # --- acting -----------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def act(self, latent: Latent, explore: bool) -> Tensor:
+        features = latent.features()
+        return self.actor.sample(features) if explore else self.actor.mode(features)
+
+    @torch.no_grad()
+    def inspect(self, features: Tensor) -> dict[str, Tensor]:
+        return {"value": self.critic(features), "cost_value": self.cost_critic(features)}
+
+    # --- the steps shared by every update ---------------------------------------------------
+
+    def update(self, posterior: Latent, batch: dict[str, Tensor]) -> Update:
+        raise NotImplementedError
+
+    def imagine(self, posterior: Latent, member: int | None = None) -> Imagination:
+        """Roll the actor forward in the world model from every posterior state. Gradients flow
+        into the actor through the dynamics; the world model's own parameters stay untouched."""
+        start = posterior.map(lambda x: x.reshape(-1, *x.shape[2:]).detach())
+        world_model = self.world_model
+        world_model.requires_grad_(False)
+        try:
+            return world_model.imagine(self.actor.sample, start, self.config.agent.horizon, member)
+        finally:
+            world_model.requires_grad_(True)
+
+    def discount_weights(self, imagination: Imagination) -> Tensor:
+        """[H, N]: weight of each imagined step, the discounted chance the episode got there."""
+        gamma = self.config.agent.gamma * imagination.cont[1:].detach()
+        ones = torch.ones_like(gamma[:1])
+        return torch.cumprod(torch.cat([ones, gamma[:-1]]), dim=0)
+
+    def returns(self, imagination: Imagination, signal: Tensor, critic: Critic) -> Tensor:
+        """[H, N] lambda-returns of `signal` (reward or cost), bootstrapped with `critic`'s target."""
+        cfg = self.config.agent
+        values = critic.target_value(imagination.features)
+        return lambda_returns(signal, imagination.cont, values, cfg.gamma, cfg.lam)
+
+    def normalised(self, reward_return: Tensor) -> Tensor:
+        """Reward returns divided by their (EMA) percentile range, floored at 1 (DreamerV3)."""
+        with torch.no_grad():
+            low, high = torch.quantile(reward_return.detach().float(), torch.tensor([0.05, 0.95]))
+            self.return_scale.lerp_(torch.clamp(high - low, min=1.0), 0.01)
+        return reward_return / self.return_scale
+
+    def entropy(self, imagination: Imagination) -> Tensor:
+        return self.actor(imagination.features[:-1].detach()).entropy().sum(-1)
+
+    def step_actor(self, loss: Tensor) -> float:
+        return _step(self.actor_optimizer, loss, self.actor.parameters(), self.config)
+
+    def train_critics(
+        self, imagination: Imagination, reward_return: Tensor, cost_return: Tensor
+    ) -> dict[str, float]:
+        """Regress both critics on their lambda-returns (targets held fixed)."""
+        features = imagination.features[:-1].detach()
+        weights = self.discount_weights(imagination)
+        reward_loss = (weights * (self.critic(features) - reward_return.detach()) ** 2).mean()
+        cost_loss = (weights * (self.cost_critic(features) - cost_return.detach()) ** 2).mean()
+        parameters = [*self.critic.net.parameters(), *self.cost_critic.net.parameters()]
+        _step(self.critic_optimizer, reward_loss + cost_loss, parameters, self.config)
+        self.critic.follow(self.config.agent.target_tau)
+        self.cost_critic.follow(self.config.agent.target_tau)
+        return {"agent/critic_loss": reward_loss.item(), "agent/cost_critic_loss": cost_loss.item()}
+
+    def summary(self, imagination: Imagination, reward_return: Tensor, cost_return: Tensor):
+        """Metrics every agent reports."""
+        return {
+            "agent/reward_return": reward_return[0].mean().item(),
+            "agent/cost_return": cost_return[0].mean().item(),
+            "agent/cost_budget": self.cost_budget,
+            "agent/imagined_cost": imagination.cost[1:].mean().item(),
+            "agent/disagreement": imagination.disagreement.mean().item(),
+            "agent/return_scale": self.return_scale.item(),
+        }
+
+
+def _step(optimizer: torch.optim.Optimizer, loss: Tensor, parameters, config: Config) -> float:
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    norm = nn.utils.clip_grad_norm_(list(parameters), config.agent.grad_clip)
+    optimizer.step()
+    return norm.item()

@@ -1,0 +1,99 @@
+"""Checkpoints: saved whole then renamed into place, loaded without executing code.
+
+A checkpoint holds only tensors and plain Python values (config, counters, RNG states, model
+and optimiser states), and is read with `torch.load(weights_only=True)`, which refuses
+anything else. A checkpoint that fails to load is reported, left on disk, and the previous one
+is used instead, so a damaged file never costs the run.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from workbench.config import Config
+from workbench.runs import CHECKPOINTS, Run, RunError, write_atomic
+
+FORMAT = "workbench-checkpoint"
+VERSION = 1
+
+
+class CheckpointError(RunError):
+    """No usable checkpoint; the message says where it looked and what to do."""
+
+
+def save(run_dir: Path, step: int, state: dict[str, Any], keep: int) -> Path:
+    """Write `state` as checkpoints/ckpt_<step>.pt and remove all but the newest `keep`."""
+    folder = Path(run_dir) / CHECKPOINTS
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"ckpt_{step:09d}.pt"
+    payload = {"format": FORMAT, "version": VERSION, "step": step, **state}
+    write_atomic(path, lambda tmp: torch.save(payload, tmp))
+    for old in Run(run_dir).checkpoints()[:-keep]:
+        old.path.unlink(missing_ok=True)
+    return path
+
+
+def load(path: Path, device: str | torch.device = "cpu") -> dict[str, Any]:
+    """Read one checkpoint file safely; raise CheckpointError if it is not a valid one."""
+    try:
+        payload = torch.load(path, map_location=device, weights_only=True)
+    except FileNotFoundError:
+        raise CheckpointError(f"no checkpoint file at {path}") from None
+    except Exception as error:  # any unpickling failure means a damaged or foreign file
+        raise CheckpointError(f"{path} is not a readable checkpoint ({error})") from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not a workbench checkpoint")
+    if payload.get("version", 0) > VERSION:
+        raise CheckpointError(f"{path} has version {payload['version']}; update the workbench")
+    return payload
+
+
+def load_latest(run_dir: Path, device: str | torch.device = "cpu") -> dict[str, Any]:
+    """The newest checkpoint of a run that loads; damaged ones are skipped with a warning."""
+    found = Run(run_dir).checkpoints()
+    if not found:
+        raise CheckpointError(
+            f"{run_dir} has no checkpoint yet (checkpoints are saved every "
+            "train.checkpoint_every env steps and at the end of training)"
+        )
+    for artifact in reversed(found):
+        try:
+            return load(artifact.path, device)
+        except CheckpointError as error:
+            warnings.warn(f"skipping damaged checkpoint: {error}", stacklevel=2)
+    raise CheckpointError(f"none of the {len(found)} checkpoints in {run_dir} could be read")
+
+
+@dataclass
+class Loaded:
+    """A trained world model and agent, ready to inspect (evaluation mode, no training)."""
+
+    config: Config
+    world_model: Any
+    agent: Any
+    step: int
+    action_dim: int
+
+
+def load_agent(
+    run_dir: str | Path, device: str = "cpu", checkpoint: str | Path | None = None
+) -> Loaded:
+    """Load the newest (or a given) checkpoint of a run for inspection, without training."""
+    from workbench.agents import make_agent
+    from workbench.world_model import WorldModel
+
+    payload = load(Path(checkpoint), device) if checkpoint else load_latest(Path(run_dir), device)
+    config = Config.from_dict(payload["config"])
+    action_dim = payload["action_dim"]
+    world_model = WorldModel(config.model, action_dim, config.env.image_size).to(device)
+    world_model.load_state_dict(payload["world_model"])
+    agent = make_agent(config, world_model, action_dim).to(device)
+    agent.load_state_dict(payload["agent"])
+    world_model.eval()
+    agent.eval()
+    return Loaded(config, world_model, agent, payload["step"], action_dim)

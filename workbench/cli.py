@@ -1,0 +1,173 @@
+"""`workbench ...`: train, eval, bench, tasks (and more, added by the modules that own them)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from workbench.config import ALGOS, PRESETS, ConfigError, parse_assignment, resolve
+from workbench.runs import RunError
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="workbench", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    for add in (_add_train, _add_eval, _add_bench, _add_tasks):
+        add(commands)
+    args = parser.parse_args(argv)
+    try:
+        return args.run(args) or 0
+    except (ConfigError, RunError, ValueError, ImportError) as error:
+        # Errors the user can fix: one clear line, no traceback.
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+
+# --- train -----------------------------------------------------------------------------------
+
+
+def _add_train(commands) -> None:
+    p = commands.add_parser("train", help="train an agent (or continue one with --resume)")
+    p.add_argument(
+        "--task", default=None, help="Safety-Gymnasium task id (default SafetyPointGoal1-v0)"
+    )
+    p.add_argument("--algo", default="dreamer", choices=ALGOS)
+    p.add_argument("--preset", default="cpu", choices=list(PRESETS))
+    p.add_argument("--steps", type=int, help="env steps to train for (after action repeat)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument(
+        "--run-dir",
+        type=Path,
+        help="where to write the run (default runs/<task>-<algo>-s<seed>-<time>)",
+    )
+    p.add_argument(
+        "--resume",
+        type=Path,
+        metavar="RUN_DIR",
+        help="continue this run from its newest checkpoint",
+    )
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override any config key, e.g. --set agent.cost_limit=10",
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
+    p.set_defaults(run=_train)
+
+
+def _train(args) -> int:
+    from workbench.engine import Engine
+
+    if args.resume:
+        engine = Engine.resume(args.resume, steps=args.steps, progress=not args.no_progress)
+    else:
+        overrides = dict(parse_assignment(text) for text in args.set)
+        overrides.update({"algo": args.algo, "train.seed": args.seed, "train.device": args.device})
+        if args.task:
+            overrides["env.task"] = args.task
+        if args.steps:
+            overrides["train.steps"] = args.steps
+        config = resolve(args.preset, overrides)
+        run_dir = args.run_dir or Path("runs") / (
+            f"{config.env.task}-{config.algo}-s{config.train.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
+        )
+        engine = Engine(config, run_dir, progress=not args.no_progress)
+    print(f"run directory: {engine.run_dir}  (device {engine.device})")
+    status = engine.train()
+    print(f"training {status} at step {engine.step}: {engine.run_dir}")
+    print(
+        f"  look at it:  workbench eval {engine.run_dir}   |   workbench dashboard {engine.run_dir.parent}"
+    )
+    return 0 if status in ("finished", "stopped") else 1
+
+
+# --- eval ------------------------------------------------------------------------------------
+
+
+def _add_eval(commands) -> None:
+    p = commands.add_parser("eval", help="evaluate a run's newest checkpoint on held-out episodes")
+    p.add_argument("run_dir", type=Path)
+    p.add_argument("--episodes", type=int, default=3)
+    p.add_argument("--device", default="cpu")
+    p.add_argument(
+        "--deterministic",
+        action="store_true",
+        help="act with the policy's mode (default: sample, as in training)",
+    )
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(run=_eval)
+
+
+def _eval(args) -> int:
+    from workbench.evaluation import evaluate_run
+
+    report = evaluate_run(
+        args.run_dir, episodes=args.episodes, device=args.device, explore=not args.deterministic
+    )
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    print(
+        f"{args.run_dir} (checkpoint at step {report['checkpoint_step']}, {report['episodes']} held-out episodes)"
+    )
+    print(f"  return       {report['return_mean']:.2f} +- {report['return_std']:.2f}")
+    print(
+        f"  episode cost {report['cost_mean']:.2f} +- {report['cost_std']:.2f}   (limit {report['cost_limit']})"
+    )
+    auroc = report["cost_auroc"]
+    unsafe = f"{report['unsafe_steps']} unsafe of {report['steps']} steps"
+    print(
+        f"  cost head AUROC {auroc:.3f} ({unsafe})"
+        if auroc is not None
+        else f"  cost head AUROC n/a ({unsafe})"
+    )
+    print(f"  image recon MSE {report['recon_mse']:.4f} per pixel")
+    return 0
+
+
+# --- bench -----------------------------------------------------------------------------------
+
+
+def _add_bench(commands) -> None:
+    p = commands.add_parser("bench", help="measure env, world-model and imagination speed")
+    p.add_argument("--preset", default="cpu", choices=list(PRESETS))
+    p.add_argument("--device", default="auto")
+    p.add_argument("--num-envs", type=int, default=2)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(run=_bench)
+
+
+def _bench(args) -> int:
+    from workbench.bench import run_bench
+
+    results = run_bench(args.preset, args.device, args.num_envs)
+    if args.json:
+        print(json.dumps(results, indent=2))
+    else:
+        for key, value in results.items():
+            print(f"{key:32s} {value:.1f}" if isinstance(value, float) else f"{key:32s} {value}")
+    return 0
+
+
+# --- tasks -----------------------------------------------------------------------------------
+
+
+def _add_tasks(commands) -> None:
+    p = commands.add_parser("tasks", help="list the Safety-Gymnasium tasks the workbench supports")
+    p.set_defaults(run=_tasks)
+
+
+def _tasks(args) -> None:
+    from workbench.envs import NAV_TASKS
+
+    print("\n".join(NAV_TASKS))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,415 @@
+"""Configuration: dataclasses with a docstring per field, named presets, and validated overrides.
+
+A run is fully described by one `Config`. `resolve(preset, overrides)` builds it; the resolved
+config is written into the run directory, and `Config.from_dict` reads it back (rejecting
+unknown keys, so a typo never silently does nothing).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """A config value or key is wrong; the message says which and what is allowed."""
+
+
+@dataclass
+class EnvConfig:
+    task: str = "SafetyPointGoal1-v0"
+    """Safety-Gymnasium task id (navigation tasks: Point/Car/Racecar x Goal/Button/Push/Circle, 0-2)."""
+    image_size: int = 64
+    """Side of the square RGB observation in pixels."""
+    action_repeat: int = 2
+    """Each agent action is repeated this many physics steps; rewards and costs are summed."""
+    num_envs: int = 1
+    """Environments stepped in parallel, each in its own process when > 1."""
+    render: str = "fast"
+    """'fast': one persistent MuJoCo renderer without shadows/reflections; 'stock': env.render()."""
+    time_limit: int = 1000
+    """Physics steps per episode (Safety-Gymnasium's own limit is 1000)."""
+
+
+@dataclass
+class ModelConfig:
+    deter: int = 512
+    """Size of the RSSM's deterministic (GRU) state h."""
+    stoch: int = 32
+    """Number of categorical variables in the stochastic state z."""
+    classes: int = 32
+    """Classes per categorical variable."""
+    hidden: int = 512
+    """Width of the MLPs inside the RSSM and of the reward/cost/continue heads."""
+    cnn_depth: int = 32
+    """Channels of the first conv layer of encoder and decoder (doubled at each of 4 stages)."""
+    ensemble: int = 5
+    """Number K of transition (prior) heads; their disagreement measures epistemic uncertainty."""
+    free_bits: float = 1.0
+    """KL below this many nats per step is not penalised (DreamerV3)."""
+    kl_dynamics: float = 0.5
+    """Weight of the KL that trains the prior toward the (stopped) posterior."""
+    kl_representation: float = 0.1
+    """Weight of the KL that keeps the posterior near the (stopped) prior."""
+    unimix: float = 0.01
+    """Mix of a uniform distribution into the categorical latents, so no class has zero mass."""
+    cost_scale: float = 1.0
+    """Weight of the cost-prediction loss relative to the reward loss."""
+    lr: float = 3e-4
+    """World-model learning rate (Adam)."""
+    grad_clip: float = 100.0
+    """Global gradient-norm clip for the world model."""
+
+
+@dataclass
+class AgentConfig:
+    horizon: int = 15
+    """Imagination horizon in agent steps."""
+    gamma: float = 0.99
+    """Discount for reward and cost returns."""
+    lam: float = 0.95
+    """Lambda of the lambda-returns."""
+    hidden: int = 256
+    """Width of the actor and critic MLPs."""
+    layers: int = 2
+    """Hidden layers of the actor and critic MLPs."""
+    actor_lr: float = 8e-5
+    """Actor learning rate (Adam)."""
+    critic_lr: float = 8e-5
+    """Reward and cost critic learning rate (Adam)."""
+    entropy: float = 3e-4
+    """Weight of the actor's entropy bonus."""
+    target_tau: float = 0.02
+    """Rate at which the slow target critics follow the critics."""
+    grad_clip: float = 100.0
+    """Global gradient-norm clip for the actor and the critics."""
+    cost_limit: float = 2.0
+    """Episode cost budget d (SafeDreamer's vision configs use 2; OmniSafe's defaults 25)."""
+
+
+@dataclass
+class LagrangeConfig:
+    """PID Lagrangian multiplier (Stooke et al. 2020), shared by every Lagrangian agent."""
+
+    kp: float = 0.0
+    """Proportional gain on the constraint violation (Jc - d)."""
+    ki: float = 0.1
+    """Integral gain: with kp = kd = 0 this is plain gradient ascent on the multiplier."""
+    kd: float = 0.0
+    """Derivative gain on the change of the episode cost estimate."""
+    init: float = 0.0
+    """Initial multiplier."""
+    max: float = 100.0
+    """Upper clip of the multiplier (and of its integral term)."""
+    penalty: float = 0.1
+    """Augmented-Lagrangian quadratic penalty weight (BSRP-Lag)."""
+    pessimism: float = 1.0
+    """BSRP-Lag: standard deviations of the ensemble's cost return added to the cost estimate."""
+
+
+@dataclass
+class PlannerConfig:
+    """Constrained cross-entropy planning (OSRP) in latent space."""
+
+    horizon: int = 15
+    """Planning horizon in agent steps."""
+    samples: int = 500
+    """Action sequences sampled per iteration (including those proposed by the actor)."""
+    actor_samples: int = 50
+    """Of the samples, how many are rollouts of the actor (the proposal)."""
+    elites: int = 50
+    """Sequences kept to refit the sampling distribution."""
+    iterations: int = 6
+    """Cross-entropy iterations per action."""
+    min_std: float = 0.05
+    """Lower bound of the sampling standard deviation."""
+
+
+@dataclass
+class BarrierConfig:
+    """Latent barrier function B(z) (seeds 000/001)."""
+
+    eps_safe: float = 0.1
+    """B(z) >= eps_safe is asked of safe latents."""
+    eps_unsafe: float = 0.1
+    """B(z) <= -eps_unsafe is asked of unsafe latents."""
+    alpha: float = 0.1
+    """Decay rate in the invariance condition B(z') - B(z) + alpha B(z) >= 0."""
+    invariance_weight: float = 1.0
+    """Weight of the invariance loss on imagined transitions."""
+    actor_weight: float = 1.0
+    """Weight of the barrier violations in the actor's objective."""
+    lr: float = 3e-4
+    """Barrier network learning rate (Adam)."""
+
+
+@dataclass
+class CERLConfig:
+    """Pessimistic ensemble + log-barrier policy optimisation (seed 002)."""
+
+    eta: float = 0.1
+    """Weight of the log barrier -eta log(d - Jc_worst)."""
+    backtrack: float = 0.5
+    """Step-size shrink factor while an update would leave the feasible set."""
+    max_backtracks: int = 5
+    """Give up on an update (keep the old actor) after this many shrinks."""
+    slack: float = 1e-3
+    """Minimum margin d - Jc kept inside the barrier."""
+
+
+@dataclass
+class LSPCConfig:
+    """Latent safety-constrained policy learning from a fixed dataset (seed 003)."""
+
+    latent_dim: int = 8
+    """Dimension of the CVAE's latent action space."""
+    latent_bound: float = 2.0
+    """The policy's latent actions are squashed into [-bound, bound]."""
+    beta: float = 0.5
+    """Weight of the CVAE's KL term."""
+    expectile: float = 0.7
+    """Expectile tau of the IQL value regression."""
+    temperature: float = 3.0
+    """Advantage temperature of the policy's weighted regression."""
+    updates: int = 2000
+    """Offline gradient updates."""
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 100_000
+    """Environment steps (agent steps, after action repeat) to train for."""
+    prefill: int = 2500
+    """Random-action steps collected before training starts."""
+    train_every: int = 5
+    """One gradient update (world model + agent) every this many env steps."""
+    batch_size: int = 16
+    """Sequences per training batch."""
+    batch_length: int = 64
+    """Steps per training sequence."""
+    log_every: int = 50
+    """Write averaged training metrics every this many updates."""
+    checkpoint_every: int = 5000
+    """Save a checkpoint every this many env steps (and always at the end)."""
+    keep_checkpoints: int = 3
+    """Checkpoints kept on disk (oldest removed first)."""
+    eval_every: int = 0
+    """Run evaluation episodes every this many env steps (0: only at the end)."""
+    eval_episodes: int = 1
+    """Episodes per evaluation; their frames are saved in the run directory."""
+    snapshot_every: int = 0
+    """Publish latent/imagination snapshots every this many updates (0: never)."""
+    seed: int = 0
+    """Seed for environments, networks and sampling."""
+    device: str = "auto"
+    """'auto' (CUDA when present), 'cpu', 'cuda' or 'cuda:N'."""
+    precision: str = "auto"
+    """'auto' (bf16 autocast on CUDA, fp32 on CPU), 'fp32' or 'bf16'."""
+
+
+@dataclass
+class Config:
+    algo: str = "dreamer"
+    """Agent: dreamer, bsrp-lag, osrp, osrp-lag, barrier, cerl, lspc."""
+    env: EnvConfig = field(default_factory=EnvConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    agent: AgentConfig = field(default_factory=AgentConfig)
+    lagrange: LagrangeConfig = field(default_factory=LagrangeConfig)
+    planner: PlannerConfig = field(default_factory=PlannerConfig)
+    barrier: BarrierConfig = field(default_factory=BarrierConfig)
+    cerl: CERLConfig = field(default_factory=CERLConfig)
+    lspc: LSPCConfig = field(default_factory=LSPCConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Config:
+        config = cls()
+        apply(config, _flatten(data))
+        return config
+
+
+# Presets: each is a set of dotted overrides on top of the defaults (the `paper` sizes follow
+# SafeDreamer's vision configs). `tiny` is for tests, `cpu` for a useful demo on 2 cores.
+PRESETS: dict[str, dict[str, Any]] = {
+    "paper": {},
+    "cpu": {
+        "model.deter": 256,
+        "model.stoch": 16,
+        "model.classes": 16,
+        "model.hidden": 256,
+        "model.cnn_depth": 16,
+        "agent.hidden": 128,
+        "planner.samples": 200,
+        "planner.actor_samples": 20,
+        "planner.elites": 20,
+        "planner.iterations": 3,
+        "train.steps": 5000,
+        "train.prefill": 1000,
+        "train.train_every": 10,
+        "train.batch_size": 8,
+        "train.batch_length": 32,
+        "train.log_every": 20,
+        "train.checkpoint_every": 1000,
+    },
+    "tiny": {
+        "model.deter": 32,
+        "model.stoch": 4,
+        "model.classes": 4,
+        "model.hidden": 32,
+        "model.cnn_depth": 4,
+        "model.ensemble": 3,
+        "agent.hidden": 32,
+        "agent.layers": 1,
+        "agent.horizon": 5,
+        "planner.horizon": 5,
+        "planner.samples": 16,
+        "planner.actor_samples": 4,
+        "planner.elites": 4,
+        "planner.iterations": 2,
+        "lspc.updates": 50,
+        "env.image_size": 64,
+        "env.time_limit": 100,
+        "train.steps": 120,
+        "train.prefill": 60,
+        "train.train_every": 10,
+        "train.batch_size": 2,
+        "train.batch_length": 8,
+        "train.log_every": 2,
+        "train.checkpoint_every": 60,
+    },
+}
+
+ALGOS = ("dreamer", "bsrp-lag", "osrp", "osrp-lag", "barrier", "cerl", "lspc")
+CHOICES: dict[str, tuple[str, ...]] = {
+    "algo": ALGOS,
+    "env.render": ("fast", "stock"),
+    "train.precision": ("auto", "fp32", "bf16"),
+}
+
+
+def resolve(preset: str = "cpu", overrides: dict[str, Any] | None = None) -> Config:
+    """The defaults, then the preset's overrides, then the caller's (dotted keys, e.g. 'train.seed')."""
+    if preset not in PRESETS:
+        raise ConfigError(f"unknown preset {preset!r}; choose one of: {', '.join(PRESETS)}")
+    config = Config()
+    apply(config, PRESETS[preset])
+    apply(config, overrides or {})
+    validate(config)
+    return config
+
+
+def apply(config: Config, overrides: dict[str, Any]) -> None:
+    """Set dotted keys on a config, converting each value to the field's type."""
+    for key, value in overrides.items():
+        target, name = _locate(config, key)
+        current = getattr(target, name)
+        setattr(target, name, _convert(key, value, type(current)))
+
+
+def parse_assignment(text: str) -> tuple[str, str]:
+    """'train.seed=3' -> ('train.seed', '3')."""
+    if "=" not in text:
+        raise ConfigError(f"expected KEY=VALUE (for example train.seed=3), got {text!r}")
+    key, value = text.split("=", 1)
+    return key.strip(), value.strip()
+
+
+def validate(config: Config) -> None:
+    """Reject values that cannot work, saying which key and what is allowed."""
+    from workbench.envs import check_task  # cheap: does not import safety_gymnasium
+
+    check_task(config.env.task)
+    for key, allowed in CHOICES.items():
+        value = _get(config, key)
+        if value not in allowed:
+            raise ConfigError(f"{key}={value!r} is not one of: {', '.join(allowed)}")
+    positive = [
+        "env.image_size", "env.action_repeat", "env.num_envs", "env.time_limit",
+        "model.deter", "model.stoch", "model.classes", "model.hidden", "model.cnn_depth",
+        "model.ensemble", "agent.horizon", "agent.hidden", "train.steps", "train.train_every",
+        "train.batch_size", "train.batch_length", "train.log_every", "train.checkpoint_every",
+        "train.keep_checkpoints", "planner.samples", "planner.elites", "planner.iterations",
+    ]  # fmt: skip
+    for key in positive:
+        if _get(config, key) <= 0:
+            raise ConfigError(f"{key} must be positive, got {_get(config, key)}")
+    if config.env.image_size % 16:
+        raise ConfigError(f"env.image_size must be a multiple of 16 (got {config.env.image_size})")
+    if not 0 < config.agent.gamma <= 1 or not 0 <= config.agent.lam <= 1:
+        raise ConfigError("agent.gamma must be in (0, 1] and agent.lam in [0, 1]")
+    if config.agent.cost_limit < 0:
+        raise ConfigError(f"agent.cost_limit must be >= 0, got {config.agent.cost_limit}")
+    if config.planner.elites > config.planner.samples:
+        raise ConfigError("planner.elites must not exceed planner.samples")
+    device = config.train.device
+    if not (device in ("auto", "cpu", "cuda") or device.startswith("cuda:")):
+        raise ConfigError(f"train.device={device!r}: use auto, cpu, cuda or cuda:N")
+
+
+def _locate(config: Config, key: str) -> tuple[Any, str]:
+    *path, name = key.split(".")
+    target = config
+    for part in path:
+        if not dataclasses.is_dataclass(getattr(target, part, None)):
+            raise ConfigError(_unknown(key))
+        target = getattr(target, part)
+    if name not in {f.name for f in dataclasses.fields(target)} or dataclasses.is_dataclass(
+        getattr(target, name)
+    ):
+        raise ConfigError(_unknown(key))
+    return target, name
+
+
+def _get(config: Config, key: str) -> Any:
+    target, name = _locate(config, key)
+    return getattr(target, name)
+
+
+def _all_keys(obj: Any = None, prefix: str = "") -> list[str]:
+    obj = obj if obj is not None else Config()
+    keys = []
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        if dataclasses.is_dataclass(value):
+            keys += _all_keys(value, f"{prefix}{f.name}.")
+        else:
+            keys.append(prefix + f.name)
+    return keys
+
+
+def _unknown(key: str) -> str:
+    close = difflib.get_close_matches(key, _all_keys(), n=3, cutoff=0.5)
+    hint = f"; did you mean {' or '.join(close)}?" if close else ""
+    return f"unknown config key {key!r}{hint} (see workbench/config.py for every key)"
+
+
+def _convert(key: str, value: Any, kind: type) -> Any:
+    if isinstance(value, str) and kind is not str:
+        try:
+            if kind is bool:
+                if value.lower() not in ("true", "false", "1", "0"):
+                    raise ValueError(value)
+                return value.lower() in ("true", "1")
+            return kind(float(value)) if kind is int and "e" in value.lower() else kind(value)
+        except ValueError:
+            raise ConfigError(f"{key}={value!r} is not a valid {kind.__name__}") from None
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise ConfigError(f"{key}={value!r} should be a {kind.__name__}")
+    return value
+
+
+def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[prefix + key] = value
+    return flat

@@ -1,0 +1,592 @@
+"""Safety-Gymnasium navigation tasks observed as small RGB images, one or many at a time.
+
+`make_env` gives one `PixelEnv`; `make_vector_env` gives N of them (one subprocess each).
+safety_gymnasium and mujoco are imported lazily, so importing this module is cheap.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib.util
+import multiprocessing as mp
+import os
+import pickle
+import signal
+import sys
+import time
+import traceback
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+NAV_TASKS: tuple[str, ...] = tuple(
+    f"Safety{robot}{task}{level}-v0"
+    for robot in ("Point", "Car", "Racecar")
+    for task in ("Goal", "Button", "Push", "Circle")
+    for level in range(3)
+)
+RENDER_CHOICES = ("fast", "stock")
+CAMERA = "vision"
+_LIST_HINT = "List them all with: python -c 'import workbench.envs as e; print(e.NAV_TASKS)'"
+_SETUP_HINT = "Install it with `bash scripts/setup.sh` (it creates .venv) and use .venv/bin/python."
+
+
+class TaskError(ValueError):
+    """An unknown task id."""
+
+
+class RenderingError(RuntimeError):
+    """MuJoCo could not open an OpenGL context to render with."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Importing safety_gymnasium
+# ---------------------------------------------------------------------------------------------
+
+
+class _HashableArray(np.ndarray):
+    """An ndarray that dataclasses accept as a field default (it has a __hash__)."""
+
+    __hash__ = object.__hash__
+
+
+def _configure_gl() -> None:
+    """Render headless with EGL unless the user chose a backend or has a display."""
+    if "MUJOCO_GL" not in os.environ and not os.environ.get("DISPLAY"):
+        os.environ["MUJOCO_GL"] = "egl"
+
+
+def _silence_adroit_notice() -> None:
+    """gymnasium-robotics 1.2.x prints a long Adroit notice to stderr on import: drop it."""
+    try:
+        from farama_notifications import notifications
+    except ImportError:
+        return
+    notifications.pop("gymnasium_robotics", None)
+
+
+def _patch_colors(package_dir: str) -> None:
+    """Make safety_gymnasium's COLOR arrays hashable so its dataclasses load on Python >= 3.11.
+
+    Python 3.11 rejects unhashable (mutable) dataclass field defaults, and safety_gymnasium's
+    geom dataclasses use these arrays as defaults. Load color.py ourselves and register it under
+    its own name, so the package's later `from ...color import COLOR` finds the patched one.
+    """
+    name = "safety_gymnasium.assets.color"
+    module = sys.modules.get(name)
+    if module is None:
+        path = os.path.join(package_dir, "assets", "color.py")
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        sys.modules[name] = module
+    for key, value in module.COLOR.items():
+        if isinstance(value, np.ndarray) and not isinstance(value, _HashableArray):
+            module.COLOR[key] = value.view(_HashableArray)
+
+
+def import_safety_gymnasium() -> ModuleType:
+    """Import safety_gymnasium (with the Python-3.11 COLOR fix, quietly, headless-ready)."""
+    if "safety_gymnasium" in sys.modules:
+        return sys.modules["safety_gymnasium"]
+    spec = importlib.util.find_spec("safety_gymnasium")
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError(f"safety_gymnasium is not installed. {_SETUP_HINT}")
+    _configure_gl()
+    _import_mujoco()
+    _silence_adroit_notice()
+    _patch_colors(spec.submodule_search_locations[0])
+    import safety_gymnasium
+
+    return safety_gymnasium
+
+
+def _import_mujoco() -> None:
+    """Import mujoco, which loads the MUJOCO_GL backend on import (and fails if it can't)."""
+    try:
+        import mujoco  # noqa: F401
+    except ModuleNotFoundError as exc:
+        if exc.name == "mujoco":
+            raise ImportError(f"mujoco is not installed. {_SETUP_HINT}") from exc
+        raise _rendering_error(exc) from exc
+    except Exception as exc:
+        raise _rendering_error(exc) from exc
+
+
+# ---------------------------------------------------------------------------------------------
+# One environment
+# ---------------------------------------------------------------------------------------------
+
+
+def check_task(task: str) -> None:
+    """Raise TaskError (with close matches) unless `task` is one of NAV_TASKS."""
+    if task in NAV_TASKS:
+        return
+    close = difflib.get_close_matches(task, NAV_TASKS, n=3, cutoff=0.6)
+    hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+    raise TaskError(f"Unknown task {task!r}.{hint} {_LIST_HINT}")
+
+
+def _rendering_error(exc: Exception) -> RenderingError:
+    backend = os.environ.get("MUJOCO_GL", "<unset>")
+    return RenderingError(
+        f"MuJoCo cannot render here (MUJOCO_GL={backend}): {type(exc).__name__}: {exc}. "
+        "On a headless machine set MUJOCO_GL=egl before mujoco is imported, and install the "
+        "EGL/Mesa libraries (Debian: apt-get install libegl1 libegl-mesa0 libgl1 libgl1-mesa-dri); "
+        "for MUJOCO_GL=osmesa install libosmesa6."
+    )
+
+
+class _FastRenderer:
+    """Renders the 'vision' camera through one persistent offscreen context.
+
+    Shows the same geoms as safety_gymnasium's own render path (all geom groups on, the same
+    camera, the same upright orientation), but without shadows, reflections and the skybox,
+    which make it several times faster. It also skips the lidar markers and the cost
+    indicator sphere that safety_gymnasium adds each frame: from the vision camera they are
+    never visible (the markers float above the camera's view and the sphere encloses the
+    camera, so its faces are culled), but building them costs Python time every frame.
+    """
+
+    def __init__(self, size: int) -> None:
+        import mujoco
+
+        self._mj = mujoco
+        self._size = size
+        try:
+            self._gl = mujoco.GLContext(size, size)
+            self._gl.make_current()
+        except Exception as exc:  # any backend failure means: cannot render here
+            raise _rendering_error(exc) from exc
+        self._option = mujoco.MjvOption()
+        self._option.geomgroup[:] = 1  # as the stock viewer: safety-gym puts geoms in groups 0-10
+        self._camera = mujoco.MjvCamera()
+        self._camera.type = mujoco.mjtCamera.mjCAMERA_FIXED
+        self._rect = mujoco.MjrRect(0, 0, size, size)
+        self._pixels = np.empty((size, size, 3), dtype=np.uint8)
+        self._model = self._context = self._scene = None
+
+    def _bind(self, model: Any) -> None:
+        """Follow the new MjModel that safety_gymnasium compiles on every reset.
+
+        Like its own viewer we keep the MjrContext (0.5-1 s to create; the assets are the
+        same in every rebuilt model) and only remake the cheap MjvScene.
+        """
+        mj = self._mj
+        if self._context is None:
+            self._context = mj.MjrContext(model, mj.mjtFontScale.mjFONTSCALE_50)
+            mj.mjr_setBuffer(mj.mjtFramebuffer.mjFB_OFFSCREEN, self._context)
+        self._scene = mj.MjvScene(model, maxgeom=1000)
+        for flag in ("mjRND_SHADOW", "mjRND_REFLECTION", "mjRND_SKYBOX"):
+            self._scene.flags[getattr(mj.mjtRndFlag, flag)] = 0
+        self._camera.fixedcamid = mj.mj_name2id(model, mj.mjtObj.mjOBJ_CAMERA, CAMERA)
+        self._model = model
+
+    def render(self, model: Any, data: Any) -> np.ndarray:
+        """An upright uint8 (S, S, 3) image of the current state."""
+        mj = self._mj
+        self._gl.make_current()
+        if model is not self._model:
+            self._bind(model)
+        cat_all = mj.mjtCatBit.mjCAT_ALL
+        mj.mjv_updateScene(model, data, self._option, None, self._camera, cat_all, self._scene)
+        mj.mjr_render(self._rect, self._scene, self._context)
+        mj.mjr_readPixels(self._pixels, None, self._rect, self._context)
+        return np.ascontiguousarray(self._pixels[::-1])  # OpenGL rows run bottom-up
+
+    def close(self) -> None:
+        """Free the OpenGL resources."""
+        if self._context is not None:
+            self._gl.make_current()
+            self._context.free()
+            self._context = None
+        if self._gl is not None:
+            self._gl.free()
+            self._gl = None
+
+
+@dataclass
+class Step:
+    """What one agent step returns (reward and cost summed over the action repeat)."""
+
+    obs: np.ndarray
+    reward: float
+    cost: float
+    terminated: bool
+    truncated: bool
+    info: dict
+
+
+class PixelEnv:
+    """One Safety-Gymnasium task observed as small RGB images from the 'vision' camera."""
+
+    def __init__(
+        self,
+        task: str,
+        image_size: int = 64,
+        action_repeat: int = 2,
+        render: str = "fast",
+        time_limit: int = 1000,
+        seed: int | None = None,
+    ) -> None:
+        _check_args(task, image_size, action_repeat, render, time_limit)
+        sg = import_safety_gymnasium()
+        self._env = sg.make(
+            task, render_mode="rgb_array", camera_name=CAMERA, width=image_size, height=image_size
+        )
+        self.task, self.image_size, self.action_repeat = task, image_size, action_repeat
+        space = self._env.action_space
+        self.action_dim = int(space.shape[0])
+        self.action_low = space.low.astype(np.float32)
+        self.action_high = space.high.astype(np.float32)
+        self.obs_shape = (image_size, image_size, 3)
+        self.time_limit = min(time_limit, self._env.spec.max_episode_steps or time_limit)
+        self._renderer = _FastRenderer(image_size) if render == "fast" else None
+        self._seed = seed
+        self._steps = 0
+        self._done = True
+        self._frame = np.zeros(self.obs_shape, dtype=np.uint8)
+
+    def reset(self, seed: int | None = None) -> np.ndarray:
+        """Start an episode; the first reset uses the seed given to make_env if none is given."""
+        seed, self._seed = (self._seed if seed is None else seed), None
+        self._env.reset(seed=seed)
+        self._steps, self._done = 0, False
+        self._frame = self._render()
+        return self._frame
+
+    def step(self, action: np.ndarray) -> Step:
+        """Apply `action` (clipped to bounds) for action_repeat physics steps, or until done."""
+        if self._done:
+            raise RuntimeError("The episode has ended (or never started): call reset() first.")
+        action = np.asarray(action, dtype=np.float64)
+        if action.shape != (self.action_dim,):
+            raise ValueError(
+                f"{self.task}: action must have shape ({self.action_dim},), got {action.shape}"
+            )
+        action = np.clip(action, self.action_low, self.action_high)
+        reward = cost = 0.0
+        for _ in range(self.action_repeat):
+            _, r, c, terminated, truncated, info = self._env.step(action)
+            self._steps += 1
+            reward, cost = reward + float(r), cost + float(c)
+            truncated = bool(truncated) or self._steps >= self.time_limit
+            if terminated or truncated:
+                break
+        self._done = bool(terminated) or truncated
+        self._frame = self._render()
+        return Step(self._frame, reward, cost, bool(terminated), truncated, info)
+
+    def render(self) -> np.ndarray:
+        """The current frame (the same image as the last observation)."""
+        return self._frame.copy()
+
+    def close(self) -> None:
+        """Release the simulator and the renderer."""
+        if self._renderer is not None:
+            self._renderer.close()
+            self._renderer = None
+        task = self._env.unwrapped.task
+        if getattr(task, "viewer", None) is not None:
+            # safety_gymnasium never frees its viewer; left to interpreter exit, EGL errors out.
+            task.viewer.make_context_current()
+            task.viewer.con.free()
+            task.viewer.free()
+            task.viewer = None
+        self._env.close()
+
+    @property
+    def physics(self) -> tuple[Any, Any]:
+        """The current (MjModel, MjData); safety_gymnasium builds a new pair on every reset."""
+        task = self._env.unwrapped.task
+        return task.model, task.data
+
+    def _render(self) -> np.ndarray:
+        if self._renderer is not None:
+            return self._renderer.render(*self.physics)
+        viewer = getattr(self._env.unwrapped.task, "viewer", None)
+        if viewer is not None:  # the stock viewer assumes its GL context is still current
+            viewer.make_context_current()
+        try:
+            frame = self._env.render()
+        except Exception as exc:
+            if viewer is None:  # failed while opening its context
+                raise _rendering_error(exc) from exc
+            raise
+        return np.ascontiguousarray(frame, dtype=np.uint8)
+
+
+def _check_args(task: str, image_size: int, action_repeat: int, render: str, time_limit: int):
+    check_task(task)
+    if render not in RENDER_CHOICES:
+        raise ValueError(f"render must be one of {RENDER_CHOICES}, got {render!r}")
+    for name, value in [("image_size", image_size), ("action_repeat", action_repeat)]:
+        if value < 1:
+            raise ValueError(f"{name} must be >= 1, got {value}")
+    if time_limit < 1:
+        raise ValueError(f"time_limit must be >= 1, got {time_limit}")
+
+
+def make_env(
+    task: str = "SafetyPointGoal1-v0",
+    *,
+    image_size: int = 64,
+    action_repeat: int = 2,
+    render: str = "fast",
+    time_limit: int = 1000,
+    seed: int | None = None,
+) -> PixelEnv:
+    """Make one pixel-observation env.
+
+    render: "fast" (a persistent renderer without shadows/reflections/skybox, same scene) or
+    "stock" (safety_gymnasium's own render path). time_limit: physics steps per episode
+    (capped at the task's own limit). seed: used by the first reset() that gets no seed.
+    """
+    return PixelEnv(task, image_size, action_repeat, render, time_limit, seed)
+
+
+# ---------------------------------------------------------------------------------------------
+# Many environments
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class VectorStep:
+    """One step of all N envs."""
+
+    obs: np.ndarray
+    reward: np.ndarray
+    cost: np.ndarray
+    terminated: np.ndarray
+    truncated: np.ndarray
+
+
+def _worker(conn: Any, task: str, env_kwargs: dict) -> None:
+    """Subprocess loop: make the env, then serve (command, argument) requests until 'close'."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and closes us
+    env = None
+    try:
+        env = make_env(task, **env_kwargs)
+        conn.send(("ok", (env.action_low, env.action_high)))
+        while True:
+            command, argument = conn.recv()
+            if command == "close":
+                break
+            try:
+                conn.send(("ok", getattr(env, command)(argument)))
+            except Exception as exc:
+                conn.send(("error", _portable(exc)))
+    except (EOFError, BrokenPipeError):  # the parent went away
+        pass
+    except Exception as exc:  # make_env failed
+        conn.send(("error", _portable(exc)))
+    finally:
+        if env is not None:
+            env.close()
+        conn.close()
+
+
+def _portable(exc: Exception) -> Exception:
+    """The exception with the worker's traceback as a note, made safe to pickle."""
+    note = "Raised in a VectorEnv worker process:\n" + traceback.format_exc()
+    try:
+        exc = pickle.loads(pickle.dumps(exc))
+    except Exception:
+        exc = RuntimeError(f"{type(exc).__name__}: {exc}")
+    exc.add_note(note)
+    return exc
+
+
+_DIED = (
+    "VectorEnv worker {i} died (see its traceback above). A script that makes a VectorEnv with "
+    "num_envs > 1 must do so under `if __name__ == '__main__':` (workers start by 'forkserver')."
+)
+
+
+class VectorEnv:
+    """N PixelEnvs: in-process when N == 1, otherwise one subprocess each, stepped in parallel.
+
+    Workers start with 'forkserver' (MuJoCo's GL contexts do not survive fork), so scripts must
+    create it under `if __name__ == "__main__":`. No auto-reset: call reset(i) for an env whose
+    episode ended.
+    """
+
+    def __init__(self, task: str, num_envs: int = 1, **env_kwargs: Any) -> None:
+        if num_envs < 1:
+            raise ValueError(f"num_envs must be >= 1, got {num_envs}")
+        _check_args(
+            task,
+            env_kwargs.get("image_size", 64),
+            env_kwargs.get("action_repeat", 2),
+            env_kwargs.get("render", "fast"),
+            env_kwargs.get("time_limit", 1000),
+        )
+        self.num_envs = num_envs
+        self._conns: list[Any] = []
+        self._procs: list[Any] = []
+        self._local = make_env(task, **env_kwargs) if num_envs == 1 else None
+        if self._local is None:
+            low, high = self._start_workers(task, env_kwargs)
+        else:
+            low, high = self._local.action_low, self._local.action_high
+        self.action_low, self.action_high = low, high
+        self.action_dim = int(low.shape[0])
+        size = env_kwargs.get("image_size", 64)
+        self.obs_shape = (size, size, 3)
+
+    def _start_workers(self, task: str, env_kwargs: dict) -> tuple[np.ndarray, np.ndarray]:
+        """Start one worker per env; return the action bounds they report."""
+        method = "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
+        ctx = mp.get_context(method)
+        for _ in range(self.num_envs):
+            parent, child = ctx.Pipe()
+            proc = ctx.Process(target=_worker, args=(child, task, env_kwargs), daemon=True)
+            proc.start()
+            child.close()
+            self._conns.append(parent)
+            self._procs.append(proc)
+        try:
+            return self._gather(range(self.num_envs))[0]
+        except BaseException:
+            self.close()
+            raise
+
+    def _gather(self, indices: Any) -> list[Any]:
+        """Receive one reply from each of `indices`; raise the first worker error."""
+        replies = []
+        for i in indices:
+            try:
+                replies.append(self._conns[i].recv())
+            except EOFError:
+                replies.append(("error", RuntimeError(_DIED.format(i=i))))
+        for status, payload in replies:
+            if status == "error":
+                raise payload
+        return [payload for _, payload in replies]
+
+    def _call(self, index: int, command: str, argument: Any) -> Any:
+        if self._local is not None:
+            return getattr(self._local, command)(argument)
+        self._conns[index].send((command, argument))
+        return self._gather([index])[0]
+
+    def reset_all(self, seed: int) -> np.ndarray:
+        """Reset every env (env i with seed + i); (N, H, W, 3) uint8."""
+        if self._local is not None:
+            return self._local.reset(seed)[None]
+        for i, conn in enumerate(self._conns):
+            conn.send(("reset", seed + i))
+        return np.stack(self._gather(range(self.num_envs)))
+
+    def reset(self, index: int) -> np.ndarray:
+        """Reset env `index` (unseeded: it continues its own random stream); (H, W, 3)."""
+        return self._call(index, "reset", None)
+
+    def step(self, actions: np.ndarray) -> VectorStep:
+        """Step all envs with actions of shape (N, action_dim)."""
+        actions = np.asarray(actions, dtype=np.float32)
+        if actions.ndim != 2 or actions.shape[0] != self.num_envs:
+            raise ValueError(
+                f"actions must have shape ({self.num_envs}, {self.action_dim}), got {actions.shape}"
+            )
+        if self._local is not None:
+            steps = [self._local.step(actions[0])]
+        else:
+            for conn, action in zip(self._conns, actions, strict=True):
+                conn.send(("step", action))
+            steps = self._gather(range(self.num_envs))
+        return VectorStep(
+            obs=np.stack([s.obs for s in steps]),
+            reward=np.array([s.reward for s in steps], dtype=np.float32),
+            cost=np.array([s.cost for s in steps], dtype=np.float32),
+            terminated=np.array([s.terminated for s in steps], dtype=bool),
+            truncated=np.array([s.truncated for s in steps], dtype=bool),
+        )
+
+    def close(self) -> None:
+        """Stop the workers (or close the in-process env). Safe to call twice."""
+        if getattr(self, "_local", None) is not None:
+            self._local.close()
+            self._local = None
+        for conn in getattr(self, "_conns", []):
+            try:
+                conn.send(("close", None))
+            except (BrokenPipeError, OSError):
+                pass
+        for proc in getattr(self, "_procs", []):
+            proc.join(timeout=5)
+            if proc.is_alive():
+                proc.terminate()
+                proc.join()
+        for conn in getattr(self, "_conns", []):
+            conn.close()
+        self._conns, self._procs = [], []
+
+    def __enter__(self) -> VectorEnv:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        self.close()
+
+
+def make_vector_env(task: str, num_envs: int = 1, **env_kwargs: Any) -> VectorEnv:
+    """N envs of `task` (env_kwargs as for make_env); subprocesses when N > 1."""
+    return VectorEnv(task, num_envs, **env_kwargs)
+
+
+# ---------------------------------------------------------------------------------------------
+# Speed
+# ---------------------------------------------------------------------------------------------
+
+
+def _random_actions(rng: np.random.Generator, low: np.ndarray, high: np.ndarray, n: int):
+    return rng.uniform(low, high, size=(n, *low.shape)).astype(np.float32)
+
+
+def _vector_sps(task: str, steps: int, num_envs: int, image_size: int, render: str) -> float:
+    """Env steps per second (all envs together) with random actions and action_repeat=1."""
+    kwargs = dict(image_size=image_size, action_repeat=1, render=render)
+    with make_vector_env(task, num_envs, **kwargs) as env:
+        rng = np.random.default_rng(0)
+        env.reset_all(seed=0)
+        rounds = max(1, steps // num_envs)
+        start = time.perf_counter()
+        for _ in range(rounds):
+            out = env.step(_random_actions(rng, env.action_low, env.action_high, num_envs))
+            for i in np.flatnonzero(out.terminated | out.truncated):
+                env.reset(int(i))
+        return rounds * num_envs / (time.perf_counter() - start)
+
+
+def _physics_sps(task: str, steps: int) -> float:
+    """Steps per second of the bare safety_gymnasium env (no image)."""
+    env = import_safety_gymnasium().make(task)
+    env.reset(seed=0)
+    space = env.action_space
+    actions = np.random.default_rng(0).uniform(space.low, space.high, (steps, *space.shape))
+    start = time.perf_counter()
+    for action in actions:
+        if any(env.step(action)[3:5]):
+            env.reset()
+    elapsed = time.perf_counter() - start
+    env.close()
+    return steps / elapsed
+
+
+def bench_envs(
+    task: str = "SafetyPointGoal1-v0", steps: int = 300, num_envs: int = 2, image_size: int = 64
+) -> dict[str, float]:
+    """Env steps per second (one physics step + one render each) for each render path and N."""
+    result: dict[str, float] = {"num_envs": num_envs}
+    for n in (1, num_envs):
+        for render in RENDER_CHOICES:
+            result[f"env_sps_{render}_{'1' if n == 1 else 'N'}"] = _vector_sps(
+                task, steps, n, image_size, render
+            )
+    result["physics_only_sps"] = _physics_sps(task, steps)
+    return result

@@ -1,0 +1,278 @@
+"""Lifecycle events with typed payloads, the bus that delivers them, and the built-in hooks.
+
+A hook is any object with some of the `on_<event>` methods below (subclass `Hook` for the
+full set). Hooks run in the order given; any hook that returns False from a handler asks the
+engine to stop, and the engine stops cleanly after the current step (saving a checkpoint).
+
+    class PrintCost(Hook):
+        def on_episode_end(self, event: EpisodeEnd):
+            print(event.cost)
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from workbench.engine import Engine
+    from workbench.world_model import Imagination
+
+
+@dataclass
+class Event:
+    step: int
+    """Environment steps (agent steps, summed over envs) so far."""
+
+    @classmethod
+    def handler(cls) -> str:
+        """Name of the hook method that receives this event, e.g. `on_episode_end`."""
+        name = "".join(f"_{c.lower()}" if c.isupper() else c for c in cls.__name__)
+        return "on" + name
+
+
+@dataclass
+class TrainStart(Event):
+    engine: Engine
+    resumed: bool
+
+
+@dataclass
+class EnvStep(Event):
+    reward: np.ndarray
+    """Rewards of this step, one per env."""
+    cost: np.ndarray
+    """Costs of this step, one per env."""
+
+
+@dataclass
+class EpisodeEnd(Event):
+    episode: int
+    env_index: int
+    ret: float
+    cost: float
+    length: int
+
+
+@dataclass
+class WorldModelUpdate(Event):
+    update: int
+    metrics: dict[str, float]
+
+
+@dataclass
+class ImaginationEvent(Event):
+    update: int
+    imagination: Imagination
+
+
+@dataclass
+class AgentUpdate(Event):
+    update: int
+    metrics: dict[str, float]
+
+
+@dataclass
+class Evaluation(Event):
+    episodes: list[dict[str, float]]
+    paths: list[str]
+
+
+@dataclass
+class Checkpoint(Event):
+    path: str
+
+
+@dataclass
+class Snapshot(Event):
+    update: int
+    path: str
+
+
+@dataclass
+class ExceptionEvent(Event):
+    error: BaseException
+
+
+@dataclass
+class TrainEnd(Event):
+    status: str
+    """finished, stopped (a hook returned False) or crashed."""
+    wall_time: float
+
+
+class Hook:
+    """Base class with a no-op handler per event; override the ones you need."""
+
+    def on_train_start(self, event: TrainStart) -> bool | None: ...
+    def on_env_step(self, event: EnvStep) -> bool | None: ...
+    def on_episode_end(self, event: EpisodeEnd) -> bool | None: ...
+    def on_world_model_update(self, event: WorldModelUpdate) -> bool | None: ...
+    def on_imagination_event(self, event: ImaginationEvent) -> bool | None: ...
+    def on_agent_update(self, event: AgentUpdate) -> bool | None: ...
+    def on_evaluation(self, event: Evaluation) -> bool | None: ...
+    def on_checkpoint(self, event: Checkpoint) -> bool | None: ...
+    def on_snapshot(self, event: Snapshot) -> bool | None: ...
+    def on_exception_event(self, event: ExceptionEvent) -> bool | None: ...
+    def on_train_end(self, event: TrainEnd) -> bool | None: ...
+
+
+class HookBus:
+    """Delivers each event to every hook that handles it; remembers whether one asked to stop."""
+
+    def __init__(self, hooks: list[Any] | None = None):
+        self.hooks = list(hooks or [])
+        self.stop_requested = False
+
+    def emit(self, event: Event) -> bool:
+        """Deliver `event`; False when some hook (now or earlier) asked to stop."""
+        for hook in self.hooks:
+            handler = getattr(hook, event.handler(), None)
+            if handler is not None and handler(event) is False:
+                self.stop_requested = True
+        return not self.stop_requested
+
+
+# ---------------------------------------------------------------------------------------------
+# Built-in hooks.
+
+
+class MetricsWriter(Hook):
+    """Appends metrics to the run directory: each episode, and training metrics averaged over
+    `log_every` updates (so the file stays small and every line is a complete record)."""
+
+    def __init__(self, log_every: int):
+        self.log_every = log_every
+        self.sums: dict[str, float] = defaultdict(float)
+        self.counts: dict[str, int] = defaultdict(int)
+        self.cumulative_cost = 0.0
+        self.last_time = time.time()
+
+    def on_train_start(self, event: TrainStart) -> None:
+        self.writer = event.engine.writer
+        self.cumulative_cost = event.engine.counters.get("cumulative_cost", 0.0)
+        self.last_step = event.step
+
+    def on_episode_end(self, event: EpisodeEnd) -> None:
+        self.cumulative_cost += event.cost
+        values = {"return": event.ret, "cost": event.cost, "length": event.length}
+        values.update(episode=event.episode, cumulative_cost=self.cumulative_cost)
+        self.writer.log("episode", event.step, values)
+
+    def on_world_model_update(self, event: WorldModelUpdate) -> None:
+        self._accumulate(event.metrics)
+
+    def on_agent_update(self, event: AgentUpdate) -> None:
+        self._accumulate(event.metrics)
+        if event.update % self.log_every == 0:
+            now = time.time()
+            averages = {key: self.sums[key] / self.counts[key] for key in self.sums}
+            averages["update"] = event.update
+            averages["fps"] = (event.step - self.last_step) / max(now - self.last_time, 1e-9)
+            self.writer.log("train", event.step, averages)
+            self.sums.clear()
+            self.counts.clear()
+            self.last_time, self.last_step = now, event.step
+
+    def _accumulate(self, metrics: dict[str, float]) -> None:
+        for key, value in metrics.items():
+            if value is not None and np.isfinite(value):
+                self.sums[key] += float(value)
+                self.counts[key] += 1
+
+    def on_evaluation(self, event: Evaluation) -> None:
+        keys = event.episodes[0].keys() if event.episodes else []
+        means = {key: float(np.mean([e[key] for e in event.episodes])) for key in keys}
+        self.writer.log("eval", event.step, means)
+
+
+class ProgressBar(Hook):
+    """A tqdm bar over environment steps, showing the latest episode return and cost."""
+
+    def on_train_start(self, event: TrainStart) -> None:
+        from tqdm.auto import tqdm
+
+        total = event.engine.config.train.steps
+        self.bar = tqdm(total=total, initial=event.step, unit="step", dynamic_ncols=True)
+        self.bar.set_description(event.engine.config.algo)
+        self.last = event.step
+        self.postfix: dict[str, str] = {}
+
+    def _advance(self, step: int) -> None:
+        self.bar.update(step - self.last)
+        self.last = step
+
+    def on_episode_end(self, event: EpisodeEnd) -> None:
+        self.postfix.update(ret=f"{event.ret:.1f}", cost=f"{event.cost:.0f}")
+        self.bar.set_postfix(self.postfix, refresh=False)
+        self._advance(event.step)
+
+    def on_world_model_update(self, event: WorldModelUpdate) -> None:
+        self.postfix["recon"] = f"{event.metrics.get('wm/recon', float('nan')):.0f}"
+        self._advance(event.step)
+
+    def on_train_end(self, event: TrainEnd) -> None:
+        self._advance(event.step)
+        self.bar.close()
+
+
+class Every:
+    """True each time a counter crosses a multiple of `period` (0 or less: never)."""
+
+    def __init__(self, period: int, start: int = 0):
+        self.period = period
+        self.last = start // period if period > 0 else 0
+
+    def __call__(self, count: int) -> bool:
+        if self.period <= 0 or count // self.period == self.last:
+            return False
+        self.last = count // self.period
+        return True
+
+
+class Checkpointer(Hook):
+    """Saves a checkpoint every `checkpoint_every` env steps and when training ends."""
+
+    def on_train_start(self, event: TrainStart) -> None:
+        self.engine = event.engine
+        self.due = Every(self.engine.config.train.checkpoint_every, event.step)
+
+    def on_env_step(self, event: EnvStep) -> None:
+        if self.due(event.step):
+            self.engine.save_checkpoint()
+
+    def on_train_end(self, event: TrainEnd) -> None:
+        if event.status != "crashed":
+            self.engine.save_checkpoint()
+
+
+class Evaluator(Hook):
+    """Runs evaluation episodes (frames saved) every `eval_every` env steps and at the end."""
+
+    def on_train_start(self, event: TrainStart) -> None:
+        self.engine = event.engine
+        self.due = Every(self.engine.config.train.eval_every, event.step)
+
+    def on_env_step(self, event: EnvStep) -> None:
+        if self.due(event.step):
+            self.engine.evaluate()
+
+    def on_train_end(self, event: TrainEnd) -> None:
+        if event.status == "finished":
+            self.engine.evaluate()
+
+
+@dataclass
+class StopAfter(Hook):
+    """Stops training after `updates` agent updates (an example of a hook returning False)."""
+
+    updates: int
+    seen: list[int] = field(default_factory=list)
+
+    def on_agent_update(self, event: AgentUpdate) -> bool:
+        self.seen.append(event.update)
+        return event.update < self.updates

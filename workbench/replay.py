@@ -1,0 +1,97 @@
+"""Replay: every step in memory for sampling, every finished episode on disk.
+
+Each env writes one continuous stream of steps; training sequences are cut from a stream at a
+random place and may cross episode boundaries, where `is_first` tells the world model to reset
+(as in DreamerV3). An episode is saved to the run directory the moment it ends, so a crash loses
+at most the episodes in progress.
+
+A step record at index t holds obs[t], the action that led to it (zeros on the first step), the
+reward and cost received on arriving at it, and whether it is the first or a terminal step.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from workbench.runs import load_arrays, save_arrays
+
+KEYS = ("obs", "action", "reward", "cost", "is_first", "is_terminal")
+
+
+class Stream:
+    """Growable arrays of steps (capacity doubles, so appends are amortised O(1))."""
+
+    def __init__(self) -> None:
+        self.arrays: dict[str, np.ndarray] = {}
+        self.size = 0
+
+    def append(self, step: dict[str, np.ndarray]) -> None:
+        if not self.arrays:
+            self.arrays = {
+                k: np.zeros((64, *np.shape(v)), np.asarray(v).dtype) for k, v in step.items()
+            }
+        if self.size == len(self.arrays["obs"]):
+            for key, array in self.arrays.items():
+                self.arrays[key] = np.concatenate([array, np.zeros_like(array)])
+        for key, value in step.items():
+            self.arrays[key][self.size] = value
+        self.size += 1
+
+    def extend(self, episode: dict[str, np.ndarray]) -> None:
+        for t in range(len(episode["obs"])):
+            self.append({key: episode[key][t] for key in KEYS})
+
+    def slice(self, start: int, stop: int) -> dict[str, np.ndarray]:
+        return {key: array[start:stop] for key, array in self.arrays.items()}
+
+
+class Replay:
+    def __init__(self, directory: Path, num_envs: int, seed: int = 0):
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.streams = [Stream() for _ in range(num_envs)]
+        self.episode_starts = [0] * num_envs
+        self.num_episodes = 0
+        self.rng = np.random.default_rng(seed)
+
+    @property
+    def num_steps(self) -> int:
+        return sum(stream.size for stream in self.streams)
+
+    def add(self, env_index: int, step: dict[str, np.ndarray]) -> None:
+        stream = self.streams[env_index]
+        if step["is_first"]:
+            self.episode_starts[env_index] = stream.size
+        stream.append(step)
+
+    def finish_episode(self, env_index: int) -> dict[str, np.ndarray]:
+        """Save env `env_index`'s episode that just ended; return its arrays."""
+        stream = self.streams[env_index]
+        episode = stream.slice(self.episode_starts[env_index], stream.size)
+        save_arrays(self.directory / f"ep_{self.num_episodes:06d}.npz", episode)
+        self.num_episodes += 1
+        return episode
+
+    def load(self) -> int:
+        """Reload every saved episode (after a resume) into the first stream; return how many."""
+        paths = sorted(self.directory.glob("ep_*.npz"))
+        for path in paths:
+            self.streams[0].extend(load_arrays(path))
+        self.num_episodes = len(paths)
+        return len(paths)
+
+    def sample(self, batch_size: int, length: int) -> dict[str, np.ndarray]:
+        """`batch_size` sequences of `length` steps, as arrays [batch_size, length, ...]."""
+        sizes = np.array([max(stream.size - length + 1, 0) for stream in self.streams])
+        if sizes.sum() == 0:
+            raise ValueError(f"replay holds no sequence of {length} steps yet")
+        choices = self.rng.choice(len(sizes), size=batch_size, p=sizes / sizes.sum())
+        sequences = []
+        for index in choices:
+            start = int(self.rng.integers(sizes[index]))
+            sequences.append(self.streams[index].slice(start, start + length))
+        batch = {key: np.stack([s[key] for s in sequences]) for key in KEYS}
+        batch["is_first"][:, 0] = True  # a sequence starts from a fresh state
+        return batch

@@ -1,0 +1,327 @@
+"""The run directory: its layout (defined here once), the writer the engine uses, and `Run`, the
+one reader every viewer uses (dashboard, widgets, notebooks, CLI reports, comparisons).
+
+Layout (schema `SCHEMA`):
+    run.json          schema version, algo, task, status (running | finished | crashed | stopped), pid
+    config.json       the resolved config
+    metrics.jsonl     append-only; one JSON object per line with a `kind` (train, episode, eval, ...)
+    episodes/         ep_000000.npz ... one per finished training episode (written whole, then renamed)
+    eval/             eval_<step>_<i>.npz evaluation episodes with frames, reconstructions, per-step values
+    snapshots/        snap_<update>.npz latents with labels, imagined rollouts (written whole, then renamed)
+    checkpoints/      ckpt_<step>.pt (written whole, then renamed; never a half-written one)
+    .lock             pid of the process writing the run
+
+Every file a reader sees is complete: arrays are written to a temporary name and renamed into
+place, and a metrics line is only read once its newline is there. Readers skip files they do
+not know, so a newer writer does not break an older reader.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+SCHEMA = 1
+RUN_FILE = "run.json"
+CONFIG_FILE = "config.json"
+METRICS_FILE = "metrics.jsonl"
+LOCK_FILE = ".lock"
+EPISODES, EVAL, SNAPSHOTS, CHECKPOINTS = "episodes", "eval", "snapshots", "checkpoints"
+
+
+class RunError(RuntimeError):
+    """A run directory cannot be used as asked; the message says why and what to do."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Atomic writes shared by the writer, checkpoints and datasets.
+
+
+def write_atomic(path: Path, write: Any) -> None:
+    """Call `write(tmp_path)` then rename into place, so readers never see a partial file."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def save_arrays(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """Write an .npz atomically (uncompressed: frames compress poorly and load faster raw)."""
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as f:
+            np.savez(f, **arrays)
+
+    write_atomic(path, write)
+
+
+def load_arrays(path: Path) -> dict[str, np.ndarray]:
+    """Read an .npz without ever unpickling objects."""
+    with np.load(path, allow_pickle=False) as data:
+        return {key: data[key] for key in data.files}
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    write_atomic(path, lambda tmp: tmp.write_text(json.dumps(data, indent=2)))
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+# ---------------------------------------------------------------------------------------------
+# Writer.
+
+
+class RunWriter:
+    """Creates or reopens a run directory and appends to it. Held by one process at a time."""
+
+    def __init__(self, path: Path, *, config: dict[str, Any], resume: bool = False):
+        self.path = Path(path)
+        if resume:
+            self._check_resumable()
+        elif self.path.exists() and any(self.path.iterdir()):
+            raise RunError(
+                f"{self.path} already holds a run; continue it with --resume {self.path} "
+                "or choose another --run-dir"
+            )
+        for sub in (EPISODES, EVAL, SNAPSHOTS, CHECKPOINTS):
+            (self.path / sub).mkdir(parents=True, exist_ok=True)
+        self._lock()
+        if not resume:
+            write_json(self.path / CONFIG_FILE, config)
+        self.info = {
+            "schema": SCHEMA,
+            "algo": config.get("algo"),
+            "task": config.get("env", {}).get("task"),
+            "created": time.time(),
+            **(read_json(self.path / RUN_FILE) if resume else {}),
+        }
+        self.set_status("running")
+        self._repair_metrics()
+        self._metrics = open(self.path / METRICS_FILE, "a", buffering=1)
+
+    def _check_resumable(self) -> None:
+        if not (self.path / CONFIG_FILE).exists():
+            raise RunError(f"cannot resume {self.path}: it holds no run (no {CONFIG_FILE})")
+        holder = _lock_holder(self.path)
+        if holder is not None:
+            raise RunError(
+                f"{self.path} is still being written by process {holder}; "
+                "wait for it to finish or stop it before resuming"
+            )
+
+    def _lock(self) -> None:
+        holder = _lock_holder(self.path)
+        if holder is not None and holder != os.getpid():
+            raise RunError(f"{self.path} is being written by process {holder}")
+        (self.path / LOCK_FILE).write_text(str(os.getpid()))
+
+    def _repair_metrics(self) -> None:
+        """Cut a trailing partial line left by a crash mid-write, so appends start clean."""
+        path = self.path / METRICS_FILE
+        if not path.exists():
+            return
+        data = path.read_bytes()
+        end = data.rfind(b"\n") + 1
+        if end != len(data):
+            with open(path, "r+b") as f:
+                f.truncate(end)
+
+    def set_status(self, status: str, **extra: Any) -> None:
+        self.info.update(status=status, pid=os.getpid(), updated=time.time(), **extra)
+        write_json(self.path / RUN_FILE, self.info)
+
+    def log(self, kind: str, step: int, values: dict[str, Any]) -> None:
+        """Append one metrics record: a single write of one complete line."""
+        record = {"kind": kind, "step": int(step), "time": round(time.time(), 3)}
+        record.update({key: _plain(value) for key, value in values.items()})
+        self._metrics.write(json.dumps(record) + "\n")
+
+    def save_episode(self, index: int, arrays: dict[str, np.ndarray]) -> Path:
+        path = self.path / EPISODES / f"ep_{index:06d}.npz"
+        save_arrays(path, arrays)
+        return path
+
+    def save_eval(self, step: int, index: int, arrays: dict[str, np.ndarray]) -> Path:
+        path = self.path / EVAL / f"eval_{step:09d}_{index:02d}.npz"
+        save_arrays(path, arrays)
+        return path
+
+    def save_snapshot(self, update: int, arrays: dict[str, np.ndarray]) -> Path:
+        path = self.path / SNAPSHOTS / f"snap_{update:08d}.npz"
+        save_arrays(path, arrays)
+        return path
+
+    def close(self, status: str) -> None:
+        self._metrics.close()
+        self.set_status(status)
+        (self.path / LOCK_FILE).unlink(missing_ok=True)
+
+
+def _plain(value: Any) -> Any:
+    """JSON-safe scalars: numpy/torch numbers to float, NaN/inf to None."""
+    if hasattr(value, "item"):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _lock_holder(path: Path) -> int | None:
+    """The pid of a live process holding the run, or None (a stale lock from a crash is ignored)."""
+    try:
+        pid = int((path / LOCK_FILE).read_text().strip())
+    except (FileNotFoundError, ValueError):
+        return None
+    return pid if pid_alive(pid) else None
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        return {}
+    except json.JSONDecodeError as error:
+        raise RunError(f"{path} is not valid JSON ({error}); the run may be corrupt") from None
+
+
+# ---------------------------------------------------------------------------------------------
+# Reader.
+
+
+@dataclass
+class Artifact:
+    """A complete file in the run directory, with the step or index in its name."""
+
+    path: Path
+    number: int
+
+    def load(self) -> dict[str, np.ndarray]:
+        return load_arrays(self.path)
+
+
+class Run:
+    """Read a run directory, whether finished, still being written, or left by a crash.
+
+    Metrics are read incrementally: each call reads only what was appended since the last one.
+    """
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        if not self.path.is_dir():
+            raise RunError(f"no run directory at {self.path}")
+        self._records: list[dict[str, Any]] = []
+        self._offset = 0
+        self.skipped_lines = 0
+
+    def __repr__(self) -> str:
+        return f"Run({str(self.path)!r})"
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    def info(self) -> dict[str, Any]:
+        """run.json, plus `status` corrected to 'crashed' when the writer died without saying so."""
+        info = read_json(self.path / RUN_FILE)
+        if info.get("status") == "running" and _lock_holder(self.path) is None:
+            info["status"] = "crashed"
+        if info.get("schema", SCHEMA) > SCHEMA:
+            raise RunError(
+                f"{self.path} was written with schema {info['schema']}, newer than this "
+                f"workbench reads ({SCHEMA}); update the workbench"
+            )
+        return info
+
+    @property
+    def status(self) -> str:
+        return self.info().get("status", "empty")
+
+    def config(self) -> dict[str, Any]:
+        return read_json(self.path / CONFIG_FILE)
+
+    def metrics(self, kind: str | None = None) -> list[dict[str, Any]]:
+        """All complete metric records so far (optionally of one kind), oldest first."""
+        self._read_new_lines()
+        if kind is None:
+            return list(self._records)
+        return [record for record in self._records if record.get("kind") == kind]
+
+    def series(self, kind: str, key: str) -> tuple[np.ndarray, np.ndarray]:
+        """(steps, values) of one metric, skipping records without it."""
+        rows = [(r["step"], r[key]) for r in self.metrics(kind) if r.get(key) is not None]
+        if not rows:
+            return np.zeros(0), np.zeros(0)
+        steps, values = zip(*rows, strict=True)
+        return np.asarray(steps), np.asarray(values, dtype=float)
+
+    def _read_new_lines(self) -> None:
+        path = self.path / METRICS_FILE
+        try:
+            with open(path, "rb") as f:
+                f.seek(self._offset)
+                chunk = f.read()
+        except FileNotFoundError:
+            return
+        end = chunk.rfind(b"\n") + 1  # only complete lines; a partial one is read next time
+        for line in chunk[:end].splitlines():
+            try:
+                self._records.append(json.loads(line))
+            except json.JSONDecodeError:
+                self.skipped_lines += 1
+        self._offset += end
+
+    def episodes(self) -> list[Artifact]:
+        return self._artifacts(EPISODES, "ep_")
+
+    def evaluations(self) -> list[Artifact]:
+        return self._artifacts(EVAL, "eval_")
+
+    def snapshots(self) -> list[Artifact]:
+        return self._artifacts(SNAPSHOTS, "snap_")
+
+    def checkpoints(self) -> list[Artifact]:
+        return [a for a in self._artifacts(CHECKPOINTS, "ckpt_", ".pt")]
+
+    def _artifacts(self, folder: str, prefix: str, suffix: str = ".npz") -> list[Artifact]:
+        found = []
+        for path in _listdir(self.path / folder):
+            stem = path.name.removeprefix(prefix).removesuffix(suffix)
+            if path.name.startswith(prefix) and path.name.endswith(suffix):
+                digits = stem.split("_")[0]
+                if digits.isdigit():
+                    found.append(Artifact(path, int(digits)))
+        return sorted(found, key=lambda a: (a.number, a.path.name))
+
+
+def _listdir(folder: Path) -> Iterator[Path]:
+    try:
+        yield from folder.iterdir()
+    except FileNotFoundError:
+        return
+
+
+def find_runs(root: str | Path) -> list[Run]:
+    """Every run directory directly under `root` (or `root` itself), newest first."""
+    root = Path(root)
+    candidates = [root] if (root / CONFIG_FILE).exists() else _listdir(root)
+    runs = [Run(p) for p in candidates if p.is_dir() and (p / CONFIG_FILE).exists()]
+    return sorted(runs, key=lambda r: (r.path / CONFIG_FILE).stat().st_mtime, reverse=True)

@@ -1,0 +1,340 @@
+"""The world model: a DreamerV3-style RSSM with reward, cost and continuation heads, an image
+decoder, and an ensemble of K transition (prior) heads whose disagreement measures epistemic
+uncertainty.
+
+The latent state is z_t = (h_t, s_t): h_t the deterministic GRU state, s_t a vector of
+`stoch` categorical variables with `classes` classes each (sampled one-hot, straight-through).
+
+    h_t      = GRU(h_{t-1}, MLP(s_{t-1}, a_t))              a_t: the action that led to o_t
+    q(s_t)   = posterior MLP(h_t, encoder(o_t))             used when the image is seen
+    p_k(s_t) = prior head k (h_t), k = 1..K                 used in imagination
+    r_t, c_t, cont_t, o_t  <-  heads on features (h_t, s_t)
+
+The K prior heads are one `EnsembleMLP`: one batched pass gives every member's logits.
+
+Choices:
+- The `prior` returned by `observe` (and the target of the representation loss) is the
+  member-averaged distribution p(s) = mean_k p_k(s): the model's best single guess.
+- Imagination steps with one member per sample (uniformly random, or a fixed one if asked).
+- Disagreement of a transition = variance over the K members of the predicted class
+  probabilities, summed over all stoch x classes entries (0 when all members agree).
+
+Training loss, per step, averaged over batch and time (DreamerV3 with free bits f):
+    image        sum over pixels of (decoder(features) - obs)^2, pixels in [-0.5, 0.5]
+    reward, cost two-hot cross-entropy in symlog space (cost weighted by cost_scale)
+    cont         binary cross-entropy against 1 - is_terminal
+    dynamics     mean_k max(f, KL(sg(q) || p_k))           weight kl_dynamics (trains the priors)
+    representation  max(f, KL(q || sg(mean_k p_k)))       weight kl_representation (trains q)
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from workbench.config import ModelConfig
+from workbench.nets import (
+    MLP,
+    TWOHOT_BINS,
+    ConvDecoder,
+    ConvEncoder,
+    EnsembleMLP,
+    NormGRUCell,
+    TwoHot,
+    categorical_kl,
+    kl_with_free_bits,
+    sample_onehot,
+    unimix_logits,
+)
+
+
+@dataclass
+class Latent:
+    """RSSM state. Leading dims arbitrary ([B], [B,T], [H+1,N] ...)."""
+
+    deter: Tensor  # [..., deter]
+    stoch: Tensor  # [..., stoch*classes] one-hot sample (straight-through gradients)
+    logits: Tensor  # [..., stoch, classes] log-probabilities (unimix applied)
+
+    def features(self) -> Tensor:
+        """cat(deter, stoch): [..., deter + stoch*classes], the input of every head and policy."""
+        return torch.cat([self.deter, self.stoch], -1)
+
+    def map(self, fn: Callable[[Tensor], Tensor]) -> Latent:
+        """Apply fn to every tensor; fn must act on leading dims only (index, reshape, .to)."""
+        return Latent(fn(self.deter), fn(self.stoch), fn(self.logits))
+
+    def detach(self) -> Latent:
+        """The same state, cut from the graph."""
+        return self.map(Tensor.detach)
+
+    @staticmethod
+    def stack(items: list[Latent], dim: int) -> Latent:
+        """Stack states along a new leading dim (`dim` counts leading dims, so it must be >= 0)."""
+        return Latent(
+            torch.stack([x.deter for x in items], dim),
+            torch.stack([x.stoch for x in items], dim),
+            torch.stack([x.logits for x in items], dim),
+        )
+
+
+@dataclass
+class Imagination:
+    """A batch of imagined rollouts. Index t = 0 is the start state; actions[t] is taken in
+    state t and leads to t+1."""
+
+    latents: Latent  # [H+1, N]
+    features: Tensor  # [H+1, N, F]
+    actions: Tensor  # [H, N, A]
+    reward: Tensor  # [H+1, N] reward on arriving at t (reward[0]: that of the start state)
+    cost: Tensor  # [H+1, N] predicted cost, same indexing
+    cont: Tensor  # [H+1, N] predicted continuation probability
+    disagreement: Tensor  # [H, N] ensemble disagreement of the transition t -> t+1
+
+
+class WorldModel(nn.Module):
+    """RSSM with reward/cost/continuation heads, image decoder and a K-member prior ensemble."""
+
+    def __init__(self, config: ModelConfig, action_dim: int, image_size: int = 64) -> None:
+        super().__init__()
+        c = config
+        self.config = config
+        self.action_dim = action_dim
+        self.stoch_dim = c.stoch * c.classes
+        self.feature_dim = c.deter + self.stoch_dim
+        self.encoder = ConvEncoder(c.cnn_depth, image_size)
+        self.dynamics_in = MLP(self.stoch_dim + action_dim, None, c.hidden, layers=1)
+        self.gru = NormGRUCell(c.hidden, c.deter)
+        self.posterior_net = MLP(c.deter + self.encoder.out_dim, self.stoch_dim, c.hidden, 1)
+        self.prior_nets = EnsembleMLP(c.ensemble, c.deter, self.stoch_dim, c.hidden, 1)
+        self.decoder = ConvDecoder(self.feature_dim, c.cnn_depth, image_size)
+        self.reward_head = MLP(self.feature_dim, TWOHOT_BINS, c.hidden, layers=2)
+        self.cost_head = MLP(self.feature_dim, TWOHOT_BINS, c.hidden, layers=2)
+        self.cont_head = MLP(self.feature_dim, 1, c.hidden, layers=2)
+        for head in (self.reward_head, self.cost_head):  # start by predicting exactly 0
+            nn.init.zeros_(head[-1].weight)
+            nn.init.zeros_(head[-1].bias)
+        self.optimizer = torch.optim.Adam(self.parameters(), lr=c.lr)
+
+    # ----- states and transitions -------------------------------------------------------------
+
+    @property
+    def device(self) -> torch.device:
+        """Where the parameters live."""
+        return next(self.parameters()).device
+
+    def initial(self, batch_size: int) -> Latent:
+        """The all-zeros state [batch_size] that starts every episode."""
+        c = self.config
+
+        def zeros(*shape: int) -> Tensor:
+            return torch.zeros(batch_size, *shape, device=self.device)
+
+        return Latent(zeros(c.deter), zeros(self.stoch_dim), zeros(c.stoch, c.classes))
+
+    def _deter_step(self, prev: Latent, action: Tensor) -> Tensor:
+        """h_t = GRU(h_{t-1}, MLP(s_{t-1}, a_t))."""
+        x = self.dynamics_in(torch.cat([prev.stoch, action.to(prev.stoch.dtype)], -1))
+        return self.gru(x, prev.deter)
+
+    def _member_logits(self, deter: Tensor) -> Tensor:
+        """All K priors' log-probabilities [K, ..., stoch, classes] from h [..., deter]."""
+        logits = self.prior_nets(deter)
+        logits = logits.reshape(*logits.shape[:-1], self.config.stoch, self.config.classes)
+        return unimix_logits(logits, self.config.unimix)
+
+    def _latent(self, deter: Tensor, logits: Tensor) -> Latent:
+        """A state with a fresh one-hot sample of the categorical `logits` [..., stoch, classes]."""
+        return Latent(deter, sample_onehot(logits).flatten(-2), logits)
+
+    def _posterior_step(
+        self, prev: Latent, prev_action: Tensor, embed: Tensor, is_first: Tensor
+    ) -> Latent:
+        """One filtering step; state and action are reset to zero where is_first."""
+        keep = (~is_first).float()
+        prev = prev.map(lambda x: x * keep.reshape(keep.shape + (1,) * (x.dim() - keep.dim())))
+        deter = self._deter_step(prev, prev_action * keep.unsqueeze(-1))
+        logits = self.posterior_net(torch.cat([deter, embed.to(deter.dtype)], -1))
+        logits = logits.reshape(*logits.shape[:-1], self.config.stoch, self.config.classes)
+        return self._latent(deter, unimix_logits(logits, self.config.unimix))
+
+    def observe_step(
+        self, prev: Latent, prev_action: Tensor, obs: Tensor, is_first: Tensor
+    ) -> Latent:
+        """Posterior [B] for acting online: obs uint8 [B,H,W,3], prev_action [B,A], is_first [B]."""
+        return self._posterior_step(prev, prev_action, self.encoder(obs), is_first)
+
+    def _scan(
+        self, obs: Tensor, action: Tensor, is_first: Tensor, start: Latent | None
+    ) -> tuple[Latent, Tensor]:
+        """Posterior [B,T] and every member's prior logits [K,B,T,stoch,classes] over a sequence."""
+        embed = self.encoder(obs)  # all frames at once
+        latent = start if start is not None else self.initial(obs.shape[0])
+        posts = []
+        for t in range(obs.shape[1]):
+            latent = self._posterior_step(latent, action[:, t], embed[:, t], is_first[:, t])
+            posts.append(latent)
+        post = Latent.stack(posts, 1)
+        return post, self._member_logits(post.deter)  # priors depend on h only: one pass
+
+    def _mixture(self, deter: Tensor, member_logits: Tensor) -> Latent:
+        """The member-averaged prior mean_k p_k as a state (with a sample)."""
+        logits = torch.logsumexp(member_logits, 0) - math.log(len(member_logits))
+        return self._latent(deter, logits)
+
+    def observe(
+        self, obs: Tensor, action: Tensor, is_first: Tensor, start: Latent | None = None
+    ) -> tuple[Latent, Latent]:
+        """Filter a batch of sequences: obs uint8 [B,T,H,W,3], action [B,T,A] (action[:, t] led
+        to obs[:, t]; zeros when is_first), is_first bool [B,T]. Returns (posterior [B,T],
+        prior [B,T]), the prior being the member-averaged distribution at the same h_t."""
+        post, member_logits = self._scan(obs, action, is_first, start)
+        return post, self._mixture(post.deter, member_logits)
+
+    def _pick_member(self, member_logits: Tensor, member: int | None) -> Tensor:
+        """Logits [..., stoch, classes] of one member per sample (random if member is None)."""
+        if member is not None:
+            return member_logits[member]
+        batch = member_logits.shape[1:-2]
+        index = torch.randint(len(member_logits), (1, *batch, 1, 1), device=member_logits.device)
+        return member_logits.gather(0, index.expand(1, *member_logits.shape[1:]))[0]
+
+    def member_priors(self, latent: Latent, action: Tensor) -> Tensor:
+        """Log-probabilities of all K members' next stochastic state [K, ..., stoch, classes]."""
+        return self._member_logits(self._deter_step(latent, action))
+
+    def imagine_step(self, prev: Latent, action: Tensor, member: int | None = None) -> Latent:
+        """Prior transition; member None: each sample uses a uniformly random ensemble member."""
+        deter = self._deter_step(prev, action)
+        return self._latent(deter, self._pick_member(self._member_logits(deter), member))
+
+    @staticmethod
+    def _spread(member_logits: Tensor) -> Tensor:
+        """Variance over members of the class probabilities, summed over stoch x classes: [...]."""
+        return member_logits.exp().var(0, unbiased=False).sum((-2, -1))
+
+    def disagreement(self, latent: Latent, action: Tensor) -> Tensor:
+        """Spread [...] of the K members' predicted next stochastic state (see `_spread`)."""
+        return self._spread(self.member_priors(latent, action))
+
+    def imagine(
+        self,
+        policy: Callable[[Tensor], Tensor],
+        start: Latent,
+        horizon: int,
+        member: int | None = None,
+    ) -> Imagination:
+        """Roll `policy` (features [N,F] -> actions [N,A]) forward `horizon` steps from start [N].
+
+        Differentiable w.r.t. the actions (and so the policy's parameters); wrap in no_grad when
+        not needed.
+        """
+        latents, actions, spreads = [start], [], []
+        latent = start
+        for _ in range(horizon):
+            action = policy(latent.features())
+            deter = self._deter_step(latent, action)
+            member_logits = self._member_logits(deter)
+            latent = self._latent(deter, self._pick_member(member_logits, member))
+            latents.append(latent)
+            actions.append(action)
+            spreads.append(self._spread(member_logits))
+        stacked = Latent.stack(latents, 0)
+        features = stacked.features()
+        return Imagination(
+            latents=stacked,
+            features=features,
+            actions=torch.stack(actions),
+            reward=self.reward(features),
+            cost=self.cost(features),
+            cont=self.continuation(features),
+            disagreement=torch.stack(spreads),
+        )
+
+    # ----- heads ------------------------------------------------------------------------------
+
+    def reward(self, features: Tensor) -> Tensor:
+        """Predicted mean reward [...] from features [..., F]."""
+        return TwoHot(self.reward_head(features)).mean()
+
+    def cost(self, features: Tensor) -> Tensor:
+        """Predicted mean cost [...] from features [..., F], clamped to >= 0."""
+        return TwoHot(self.cost_head(features)).mean().clamp(min=0)
+
+    def continuation(self, features: Tensor) -> Tensor:
+        """Predicted probability [...] that the episode continues after this state."""
+        return torch.sigmoid(self.cont_head(features).float().squeeze(-1))
+
+    def decode(self, features: Tensor) -> Tensor:
+        """Reconstructed images [..., H, W, 3], float in [0, 1]."""
+        return (self.decoder(features).float() + 0.5).clamp(0, 1)
+
+    # ----- training ---------------------------------------------------------------------------
+
+    def loss(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, float], Latent]:
+        """Total world-model loss on a batch of sequences, its metrics, and the posterior [B,T]."""
+        c = self.config
+        post, member_logits = self._scan(
+            batch["obs"], batch["action"], batch["is_first"], start=None
+        )
+        features = post.features()
+        prior_logits = self._mixture(post.deter, member_logits).logits
+
+        # KL balancing with free bits: the priors chase the posterior, the posterior stays near
+        # the (member-averaged) prior.
+        dynamics = kl_with_free_bits(post.logits.detach(), member_logits, c.free_bits).mean()
+        representation = kl_with_free_bits(post.logits, prior_logits.detach(), c.free_bits).mean()
+
+        target = batch["obs"].float() / 255 - 0.5
+        recon = (self.decoder(features).float() - target).square().sum((-3, -2, -1)).mean()
+
+        reward_dist = TwoHot(self.reward_head(features))
+        cost_dist = TwoHot(self.cost_head(features))
+        reward_loss = reward_dist.loss(batch["reward"]).mean()
+        cost_loss = cost_dist.loss(batch["cost"]).mean()
+
+        cont_logits = self.cont_head(features).float().squeeze(-1)
+        cont_target = 1.0 - batch["is_terminal"].float()
+        cont_loss = F.binary_cross_entropy_with_logits(cont_logits, cont_target)
+
+        total = (
+            recon
+            + reward_loss
+            + c.cost_scale * cost_loss
+            + cont_loss
+            + c.kl_dynamics * dynamics
+            + c.kl_representation * representation
+        )
+        with torch.no_grad():
+            values = {
+                "wm/loss": total,
+                "wm/recon": recon,
+                "wm/kl": categorical_kl(post.logits, prior_logits).mean(),
+                "wm/reward_loss": reward_loss,
+                "wm/cost_loss": cost_loss,
+                "wm/cont_loss": cont_loss,
+                "wm/reward_mae": (reward_dist.mean() - batch["reward"]).abs().mean(),
+                "wm/cost_mae": (cost_dist.mean().clamp(min=0) - batch["cost"]).abs().mean(),
+                "wm/disagreement": self._spread(member_logits).mean(),
+            }
+            numbers = torch.stack([v.float() for v in values.values()]).tolist()  # one sync
+        return total, dict(zip(values, numbers, strict=True)), post
+
+    def train_step(self, batch: dict[str, Tensor]) -> tuple[dict[str, float], Latent]:
+        """One Adam step on `loss` (gradient norm clipped to grad_clip).
+
+        Returns the metrics and the detached posterior [B,T]. Gradients left on the world model
+        by other losses (e.g. an actor backpropagating through imagination) are cleared first.
+        """
+        self.optimizer.zero_grad(set_to_none=True)
+        total, metrics, post = self.loss(batch)
+        total.backward()
+        grad_norm = nn.utils.clip_grad_norm_(self.parameters(), self.config.grad_clip)
+        self.optimizer.step()
+        metrics["wm/grad_norm"] = float(grad_norm)
+        return metrics, post.detach()
