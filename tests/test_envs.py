@@ -35,6 +35,13 @@ def _python(code: str, **env: str) -> subprocess.CompletedProcess:
     )
 
 
+def _skybox_width(env) -> int:
+    import mujoco
+
+    model = env.physics[0]
+    return int(model.tex_width[model.tex_type == mujoco.mjtTexture.mjTEXTURE_SKYBOX][0])
+
+
 def _mean_abs_diff(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.abs(a.astype(np.int16) - b.astype(np.int16)).mean())
 
@@ -160,6 +167,7 @@ def test_fast_and_stock_rendering_show_the_same_scene(env):
         for e in (env, stock):
             e.reset(seed=1)
             frames.append(np.stack([e.step(SPIN).obs for _ in range(12)]))
+        assert _skybox_width(env) == 8 and _skybox_width(stock) > 1000  # fast skips the HD sky
     finally:
         stock.close()
     fast, slow = frames

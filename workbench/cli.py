@@ -8,14 +8,17 @@ import sys
 import time
 from pathlib import Path
 
-from workbench.config import ALGOS, PRESETS, ConfigError, parse_assignment, resolve
+from workbench.config import ALGOS, PRESETS, Config, ConfigError, parse_assignment, resolve
 from workbench.runs import RunError
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="workbench", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    for add in (_add_train, _add_eval, _add_bench, _add_tasks):
+    from workbench.compare import add_command as _add_compare  # cheap: no torch, no plotly
+    from workbench.dashboard import add_command as _add_dashboard  # cheap: no streamlit
+
+    for add in (_add_train, _add_eval, _add_bench, _add_tasks, _add_compare, _add_dashboard):
         add(commands)
     args = parser.parse_args(argv)
     try:
@@ -61,19 +64,41 @@ def _add_train(commands) -> None:
     p.set_defaults(run=_train)
 
 
+def train_config(
+    preset: str,
+    algo: str,
+    seed: int,
+    *,
+    task: str | None = None,
+    steps: int | None = None,
+    device: str = "auto",
+    sets: list[str] | tuple[str, ...] = (),
+) -> Config:
+    """The config `workbench train` builds from its flags (`workbench compare` builds the same)."""
+    overrides = dict(parse_assignment(text) for text in sets)
+    overrides.update({"algo": algo, "train.seed": seed, "train.device": device})
+    if task:
+        overrides["env.task"] = task
+    if steps:
+        overrides["train.steps"] = steps
+    return resolve(preset, overrides)
+
+
 def _train(args) -> int:
     from workbench.engine import Engine
 
     if args.resume:
         engine = Engine.resume(args.resume, steps=args.steps, progress=not args.no_progress)
     else:
-        overrides = dict(parse_assignment(text) for text in args.set)
-        overrides.update({"algo": args.algo, "train.seed": args.seed, "train.device": args.device})
-        if args.task:
-            overrides["env.task"] = args.task
-        if args.steps:
-            overrides["train.steps"] = args.steps
-        config = resolve(args.preset, overrides)
+        config = train_config(
+            args.preset,
+            args.algo,
+            args.seed,
+            task=args.task,
+            steps=args.steps,
+            device=args.device,
+            sets=args.set,
+        )
         run_dir = args.run_dir or Path("runs") / (
             f"{config.env.task}-{config.algo}-s{config.train.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
         )

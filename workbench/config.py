@@ -67,6 +67,8 @@ class ModelConfig:
 class AgentConfig:
     horizon: int = 15
     """Imagination horizon in agent steps."""
+    imagine_starts: int = 0
+    """Imagine from this many posterior states of each batch, chosen at random (0: all B x T)."""
     gamma: float = 0.99
     """Discount for reward and cost returns."""
     lam: float = 0.95
@@ -98,7 +100,7 @@ class LagrangeConfig:
     ki: float = 0.1
     """Integral gain: with kp = kd = 0 this is plain gradient ascent on the multiplier."""
     kd: float = 0.0
-    """Derivative gain on the change of the episode cost estimate."""
+    """Derivative gain on the rise of the cost estimate since the last update (falls ignored)."""
     init: float = 0.0
     """Initial multiplier."""
     max: float = 100.0
@@ -106,7 +108,7 @@ class LagrangeConfig:
     penalty: float = 0.1
     """Augmented-Lagrangian quadratic penalty weight (BSRP-Lag)."""
     pessimism: float = 1.0
-    """BSRP-Lag: standard deviations of the ensemble's cost return added to the cost estimate."""
+    """BSRP-Lag: standard deviations over the ensemble members of the cost estimate added to it."""
 
 
 @dataclass
@@ -118,7 +120,7 @@ class PlannerConfig:
     samples: int = 500
     """Action sequences sampled per iteration (including those proposed by the actor)."""
     actor_samples: int = 50
-    """Of the samples, how many are rollouts of the actor (the proposal)."""
+    """Of the samples, how many are rollouts of the actor (the proposal); below `samples`."""
     elites: int = 50
     """Sequences kept to refit the sampling distribution."""
     iterations: int = 6
@@ -136,11 +138,11 @@ class BarrierConfig:
     eps_unsafe: float = 0.1
     """B(z) <= -eps_unsafe is asked of unsafe latents."""
     alpha: float = 0.1
-    """Decay rate in the invariance condition B(z') - B(z) + alpha B(z) >= 0."""
+    """Decay rate in (0, 1] of the invariance condition B(z') - B(z) + alpha B(z) >= 0."""
     invariance_weight: float = 1.0
     """Weight of the invariance loss on imagined transitions."""
     actor_weight: float = 1.0
-    """Weight of the barrier violations in the actor's objective."""
+    """Weight of the invariance violations along imagined rollouts in the actor's loss."""
     lr: float = 3e-4
     """Barrier network learning rate (Adam)."""
 
@@ -150,13 +152,13 @@ class CERLConfig:
     """Pessimistic ensemble + log-barrier policy optimisation (seed 002)."""
 
     eta: float = 0.1
-    """Weight of the log barrier -eta log(d - Jc_worst)."""
+    """Weight of the log barrier: the actor maximises J + eta log(d - Jc_worst)."""
     backtrack: float = 0.5
-    """Step-size shrink factor while an update would leave the feasible set."""
+    """Step-size shrink factor in (0, 1) while an update would leave the feasible set."""
     max_backtracks: int = 5
     """Give up on an update (keep the old actor) after this many shrinks."""
     slack: float = 1e-3
-    """Minimum margin d - Jc kept inside the barrier."""
+    """A step is kept only if the new actor's Jc_worst < d - slack (in critic units)."""
 
 
 @dataclass
@@ -172,9 +174,26 @@ class LSPCConfig:
     expectile: float = 0.7
     """Expectile tau of the IQL value regression."""
     temperature: float = 3.0
-    """Advantage temperature of the policy's weighted regression."""
+    """Advantage temperature of the policy's weighted regression (advantages in batch-std units)."""
+
+
+@dataclass
+class OfflineConfig:
+    """Learning from a fixed dataset (`workbench dataset build`), never acting in the env until
+    evaluation: the offline algos lspc, bc-all and bc-safe (see `workbench/offline.py`)."""
+
+    dataset: str = ""
+    """Folder of the dataset to learn from (`workbench train --dataset PATH` sets it)."""
+    world_model: str = ""
+    """An offline run on the same dataset whose world model to reuse, skipping its training."""
+    model_updates: int = 2000
+    """World-model updates on the dataset's sequences (train.batch_size x train.batch_length)."""
     updates: int = 2000
-    """Offline gradient updates."""
+    """Agent updates on the dataset's encoded transitions."""
+    batch_size: int = 256
+    """Transitions per agent update."""
+    lr: float = 3e-4
+    """Learning rate (Adam) of every network of the offline agents."""
 
 
 @dataclass
@@ -212,7 +231,7 @@ class TrainConfig:
 @dataclass
 class Config:
     algo: str = "dreamer"
-    """Agent: dreamer, bsrp-lag, osrp, osrp-lag, barrier, cerl, lspc."""
+    """Agent: dreamer, bsrp-lag, osrp, osrp-lag, barrier, cerl; offline: lspc, bc-all, bc-safe."""
     env: EnvConfig = field(default_factory=EnvConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     agent: AgentConfig = field(default_factory=AgentConfig)
@@ -221,6 +240,7 @@ class Config:
     barrier: BarrierConfig = field(default_factory=BarrierConfig)
     cerl: CERLConfig = field(default_factory=CERLConfig)
     lspc: LSPCConfig = field(default_factory=LSPCConfig)
+    offline: OfflineConfig = field(default_factory=OfflineConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def to_dict(self) -> dict[str, Any]:
@@ -238,12 +258,13 @@ class Config:
 PRESETS: dict[str, dict[str, Any]] = {
     "paper": {},
     "cpu": {
-        "model.deter": 256,
+        "model.deter": 128,
         "model.stoch": 16,
         "model.classes": 16,
-        "model.hidden": 256,
+        "model.hidden": 128,
         "model.cnn_depth": 16,
         "agent.hidden": 128,
+        "agent.imagine_starts": 64,
         "planner.samples": 200,
         "planner.actor_samples": 20,
         "planner.elites": 20,
@@ -255,6 +276,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "train.batch_length": 32,
         "train.log_every": 20,
         "train.checkpoint_every": 1000,
+        "train.snapshot_every": 50,
     },
     "tiny": {
         "model.deter": 32,
@@ -271,7 +293,9 @@ PRESETS: dict[str, dict[str, Any]] = {
         "planner.actor_samples": 4,
         "planner.elites": 4,
         "planner.iterations": 2,
-        "lspc.updates": 50,
+        "offline.model_updates": 6,
+        "offline.updates": 50,
+        "offline.batch_size": 32,
         "env.image_size": 64,
         "env.time_limit": 100,
         "train.steps": 120,
@@ -281,10 +305,13 @@ PRESETS: dict[str, dict[str, Any]] = {
         "train.batch_length": 8,
         "train.log_every": 2,
         "train.checkpoint_every": 60,
+        "train.snapshot_every": 3,
     },
 }
 
-ALGOS = ("dreamer", "bsrp-lag", "osrp", "osrp-lag", "barrier", "cerl", "lspc")
+OFFLINE_ALGOS = ("lspc", "bc-all", "bc-safe")
+"""Algos that learn from `offline.dataset` (workbench/offline.py) instead of acting in the env."""
+ALGOS = ("dreamer", "bsrp-lag", "osrp", "osrp-lag", "barrier", "cerl", *OFFLINE_ALGOS)
 CHOICES: dict[str, tuple[str, ...]] = {
     "algo": ALGOS,
     "env.render": ("fast", "stock"),
@@ -346,9 +373,36 @@ def validate(config: Config) -> None:
         raise ConfigError(f"agent.cost_limit must be >= 0, got {config.agent.cost_limit}")
     if config.planner.elites > config.planner.samples:
         raise ConfigError("planner.elites must not exceed planner.samples")
+    if not 0 <= config.planner.actor_samples < config.planner.samples:
+        raise ConfigError("planner.actor_samples must be >= 0 and below planner.samples")
+    if config.planner.horizon <= 0 or config.lagrange.penalty <= 0:
+        raise ConfigError("planner.horizon and lagrange.penalty must be positive")
+    if not 0 < config.barrier.alpha <= 1:
+        raise ConfigError(f"barrier.alpha must be in (0, 1], got {config.barrier.alpha}")
+    if not 0 < config.cerl.backtrack < 1 or config.cerl.eta <= 0:
+        raise ConfigError("cerl.backtrack must be in (0, 1) and cerl.eta positive")
+    _validate_offline(config)
     device = config.train.device
     if not (device in ("auto", "cpu", "cuda") or device.startswith("cuda:")):
         raise ConfigError(f"train.device={device!r}: use auto, cpu, cuda or cuda:N")
+
+
+def _validate_offline(config: Config) -> None:
+    """An offline algo needs a dataset; an online one must not be given one."""
+    offline, lspc = config.offline, config.lspc
+    if config.algo in OFFLINE_ALGOS and not offline.dataset:
+        raise ConfigError(
+            f"--algo {config.algo} learns from a dataset: give --dataset PATH "
+            "(build one with `workbench dataset build`)"
+        )
+    if config.algo not in OFFLINE_ALGOS and (offline.dataset or offline.world_model):
+        raise ConfigError(
+            f"--algo {config.algo} learns online; a dataset is only for {', '.join(OFFLINE_ALGOS)}"
+        )
+    if offline.model_updates < 0 or offline.updates <= 0 or offline.batch_size <= 0:
+        raise ConfigError("offline.updates and offline.batch_size must be positive")
+    if lspc.latent_dim <= 0 or lspc.latent_bound <= 0 or not 0 < lspc.expectile < 1:
+        raise ConfigError("lspc.latent_dim and lspc.latent_bound must be positive, lspc.expectile in (0, 1)")
 
 
 def _locate(config: Config, key: str) -> tuple[Any, str]:

@@ -6,11 +6,14 @@ safety_gymnasium and mujoco are imported lazily, so importing this module is che
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import difflib
 import importlib.util
 import multiprocessing as mp
 import os
 import pickle
+import re
 import signal
 import sys
 import time
@@ -154,7 +157,6 @@ class _FastRenderer:
         import mujoco
 
         self._mj = mujoco
-        self._size = size
         try:
             self._gl = mujoco.GLContext(size, size)
             self._gl.make_current()
@@ -171,8 +173,8 @@ class _FastRenderer:
     def _bind(self, model: Any) -> None:
         """Follow the new MjModel that safety_gymnasium compiles on every reset.
 
-        Like its own viewer we keep the MjrContext (0.5-1 s to create; the assets are the
-        same in every rebuilt model) and only remake the cheap MjvScene.
+        Like its own viewer we keep the MjrContext (slow to create; the assets are the same in
+        every rebuilt model) and only remake the cheap MjvScene.
         """
         mj = self._mj
         if self._context is None:
@@ -205,6 +207,38 @@ class _FastRenderer:
         if self._gl is not None:
             self._gl.free()
             self._gl = None
+
+
+# Safety-Gymnasium's skybox is six ~3000x3000 PNGs that MuJoCo decodes on every reset (about
+# 1.6 s and 190 MB per model). The fast path never draws the skybox, so while a fast env resets
+# its world is compiled with a tiny flat one instead (resets take ~0.05 s; frames are unchanged).
+_SKYBOX = re.compile(r'<texture\b[^>]*\btype="skybox"[^>]*?(/?)>')
+_FLAT_SKYBOX = r'<texture type="skybox" builtin="flat" rgb1="0 0 0" width="8" height="8"\1>'
+_flat_sky = contextvars.ContextVar("workbench_flat_sky", default=False)
+
+
+def _install_flat_sky_hook() -> None:
+    """Let World.build's `self.xml_string = ...` swap the skybox while `_flat_sky` is set."""
+    from safety_gymnasium.world import World
+
+    if isinstance(World.__dict__.get("xml_string"), property):
+        return
+
+    def set_xml(world: Any, text: str | None) -> None:
+        if text is not None and _flat_sky.get():
+            text = _SKYBOX.sub(_FLAT_SKYBOX, text)
+        world.__dict__["xml_string"] = text
+
+    World.xml_string = property(lambda world: world.__dict__.get("xml_string"), set_xml)
+
+
+@contextlib.contextmanager
+def _flat_skybox(enabled: bool):
+    token = _flat_sky.set(enabled)
+    try:
+        yield
+    finally:
+        _flat_sky.reset(token)
 
 
 @dataclass
@@ -244,6 +278,8 @@ class PixelEnv:
         self.obs_shape = (image_size, image_size, 3)
         self.time_limit = min(time_limit, self._env.spec.max_episode_steps or time_limit)
         self._renderer = _FastRenderer(image_size) if render == "fast" else None
+        if self._renderer is not None:
+            _install_flat_sky_hook()
         self._seed = seed
         self._steps = 0
         self._done = True
@@ -252,7 +288,8 @@ class PixelEnv:
     def reset(self, seed: int | None = None) -> np.ndarray:
         """Start an episode; the first reset uses the seed given to make_env if none is given."""
         seed, self._seed = (self._seed if seed is None else seed), None
-        self._env.reset(seed=seed)
+        with _flat_skybox(self._renderer is not None):
+            self._env.reset(seed=seed)
         self._steps, self._done = 0, False
         self._frame = self._render()
         return self._frame
@@ -318,7 +355,9 @@ class PixelEnv:
         return np.ascontiguousarray(frame, dtype=np.uint8)
 
 
-def _check_args(task: str, image_size: int, action_repeat: int, render: str, time_limit: int):
+def _check_args(
+    task: str, image_size: int, action_repeat: int, render: str, time_limit: int
+) -> None:
     check_task(task)
     if render not in RENDER_CHOICES:
         raise ValueError(f"render must be one of {RENDER_CHOICES}, got {render!r}")
@@ -566,13 +605,16 @@ def _vector_sps(task: str, steps: int, num_envs: int, image_size: int, render: s
 def _physics_sps(task: str, steps: int) -> float:
     """Steps per second of the bare safety_gymnasium env (no image)."""
     env = import_safety_gymnasium().make(task)
-    env.reset(seed=0)
+    _install_flat_sky_hook()
+    with _flat_skybox(True):  # no image is drawn: skip decoding the skybox
+        env.reset(seed=0)
     space = env.action_space
     actions = np.random.default_rng(0).uniform(space.low, space.high, (steps, *space.shape))
     start = time.perf_counter()
     for action in actions:
         if any(env.step(action)[3:5]):
-            env.reset()
+            with _flat_skybox(True):
+                env.reset()
     elapsed = time.perf_counter() - start
     env.close()
     return steps / elapsed

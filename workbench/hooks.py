@@ -19,8 +19,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:
+    from torch import Tensor
+
     from workbench.engine import Engine
-    from workbench.world_model import Imagination
+    from workbench.world_model import Imagination, Latent
 
 
 @dataclass
@@ -62,6 +64,10 @@ class EpisodeEnd(Event):
 class WorldModelUpdate(Event):
     update: int
     metrics: dict[str, float]
+    batch: dict[str, Tensor]
+    """The training batch (obs, action, reward, cost, is_first, is_terminal), [B, T, ...]."""
+    posterior: Latent
+    """The world model's posterior latents of the batch, [B, T] (detached)."""
 
 
 @dataclass
@@ -143,7 +149,11 @@ class HookBus:
 
 class MetricsWriter(Hook):
     """Appends metrics to the run directory: each episode, and training metrics averaged over
-    `log_every` updates (so the file stays small and every line is a complete record)."""
+    `log_every` updates (so the file stays small and every line is a complete record).
+
+    Each training session starts with a `start` record at the step it starts from. A resumed run
+    replays from its checkpoint, so records at or after a `start`'s step that came before that
+    `start` are superseded (the interrupted process logged them past its last checkpoint)."""
 
     def __init__(self, log_every: int):
         self.log_every = log_every
@@ -156,6 +166,7 @@ class MetricsWriter(Hook):
         self.writer = event.engine.writer
         self.cumulative_cost = event.engine.counters.get("cumulative_cost", 0.0)
         self.last_step = event.step
+        self.writer.log("start", event.step, {"resumed": event.resumed})
 
     def on_episode_end(self, event: EpisodeEnd) -> None:
         self.cumulative_cost += event.cost

@@ -247,7 +247,7 @@ def sample_onehot(logits: Tensor) -> Tensor:
     gumbel = -torch.log(-torch.log(torch.rand_like(logits).clamp(1e-20, 1.0 - 1e-7)))
     onehot = F.one_hot((logits + gumbel).argmax(-1), logits.shape[-1]).float()
     probs = logits.softmax(-1)
-    return onehot + probs - probs.detach()
+    return onehot + (probs - probs.detach())  # exactly one-hot forward, grads to probs
 
 
 def categorical_kl(p_logits: Tensor, q_logits: Tensor) -> Tensor:

@@ -9,6 +9,11 @@ from workbench.config import ALGOS, Config, ConfigError
 # algo name -> "module:Class", imported on demand.
 REGISTRY = {
     "dreamer": "workbench.agents.dreamer:Dreamer",
+    "bsrp-lag": "workbench.agents.bsrp_lag:BSRPLag",
+    "osrp": "workbench.agents.osrp:OSRP",
+    "osrp-lag": "workbench.agents.osrp:OSRPLag",
+    "barrier": "workbench.agents.barrier:BarrierAgent",
+    "cerl": "workbench.agents.cerl:CERL",
 }
 
 

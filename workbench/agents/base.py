@@ -97,16 +97,12 @@ class Agent(nn.Module):
 
     @property
     def episode_steps(self) -> int:
-        env = self.config.env
-        return max(env.time_limit // env.action_repeat, 1)
+        return episode_steps(self.config)
 
     @property
     def cost_budget(self) -> float:
-        """The episode cost limit in the critic's units: the per-step budget d / L, discounted over
-        the imagined future (sum of gamma^t for t < L)."""
-        gamma, steps = self.config.agent.gamma, self.episode_steps
-        horizon = (1 - gamma**steps) / (1 - gamma) if gamma < 1 else steps
-        return self.config.agent.cost_limit / steps * horizon
+        """The episode cost limit in the critic's units (see `cost_budget`)."""
+        return cost_budget(self.config)
 
     # --- acting -----------------------------------------------------------------------------
 
@@ -125,9 +121,24 @@ class Agent(nn.Module):
         raise NotImplementedError
 
     def imagine(self, posterior: Latent, member: int | None = None) -> Imagination:
-        """Roll the actor forward in the world model from every posterior state. Gradients flow
-        into the actor through the dynamics; the world model's own parameters stay untouched."""
+        """Roll the actor forward in the world model from the batch's posterior states [B,T]
+        (see `imagination_starts`)."""
+        return self.imagine_from(self.imagination_starts(posterior), member)
+
+    def imagination_starts(self, posterior: Latent) -> Latent:
+        """The detached states [N] imagination starts from: every posterior state of the batch,
+        or `agent.imagine_starts` of them chosen at random."""
         start = posterior.map(lambda x: x.reshape(-1, *x.shape[2:]).detach())
+        count = self.config.agent.imagine_starts
+        if 0 < count < len(start.deter):
+            chosen = torch.randperm(len(start.deter), device=start.deter.device)[:count]
+            start = start.map(lambda x: x[chosen])
+        return start
+
+    def imagine_from(self, start: Latent, member: int | None = None) -> Imagination:
+        """Roll the actor `agent.horizon` steps from start states [N] (member: see
+        `WorldModel.imagine`). Gradients flow into the actor through the dynamics; the world
+        model's own parameters stay untouched."""
         world_model = self.world_model
         world_model.requires_grad_(False)
         try:
@@ -184,6 +195,19 @@ class Agent(nn.Module):
             "agent/disagreement": imagination.disagreement.mean().item(),
             "agent/return_scale": self.return_scale.item(),
         }
+
+
+def episode_steps(config: Config) -> int:
+    """Agent steps L in an episode."""
+    return max(config.env.time_limit // config.env.action_repeat, 1)
+
+
+def cost_budget(config: Config) -> float:
+    """The episode cost limit d in a cost critic's units: the per-step budget d / L, discounted
+    over the future (sum of gamma^t for t < L)."""
+    gamma, steps = config.agent.gamma, episode_steps(config)
+    horizon = (1 - gamma**steps) / (1 - gamma) if gamma < 1 else steps
+    return config.agent.cost_limit / steps * horizon
 
 
 def _step(optimizer: torch.optim.Optimizer, loss: Tensor, parameters, config: Config) -> float:

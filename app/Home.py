@@ -1,0 +1,23 @@
+"""The workbench dashboard: watch a safe agent's world model while it trains.
+
+    workbench dashboard RUNS_DIR      # serves this app on http://127.0.0.1:8501
+
+Every page reads run directories through `workbench.runs.Run` (nothing trains in this process)
+and follows runs as they are written. This script is the entry point: it lays out the sidebar
+shared by all pages, then runs the page chosen in the navigation.
+"""
+
+import common
+import streamlit as st
+
+st.set_page_config(page_title="workbench", page_icon="🛡️", layout="wide")
+page = st.navigation([
+    st.Page("pages/runs.py", title="Runs", icon="📈", default=True),
+    st.Page("pages/latent_map.py", title="Latent map", icon="🗺️"),
+    st.Page("pages/imagination.py", title="Imagination", icon="💭"),
+    st.Page("pages/rollout.py", title="Rollout stepper", icon="🎞️"),
+    st.Page("pages/compare.py", title="Compare", icon="⚖️"),
+    st.Page("pages/train.py", title="Train", icon="🚀"),
+])  # fmt: skip
+common.sidebar()
+page.run()

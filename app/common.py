@@ -1,0 +1,229 @@
+"""What every page of the dashboard shares: the runs folder, the run picker in the sidebar, live
+refresh, cached readers and clear messages instead of tracebacks.
+
+Reading is incremental and never blocks: each session keeps one `Run` per path (its `metrics()`
+reads only the lines appended since the last call), finished files are cached by path and size,
+and UMAP projections run in a background thread while the page says so.
+"""
+
+from __future__ import annotations
+
+import os
+import zipfile
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+import numpy as np
+import streamlit as st
+
+from workbench.dashboard import RUNS_DIR_VARIABLE
+from workbench.runs import Artifact, Run, RunError, find_runs, load_arrays
+
+COMPARISON_FILE = "comparison.json"
+READ_ERRORS = (RunError, OSError, ValueError, KeyError, IndexError, EOFError, zipfile.BadZipFile)
+"""What reading a run that is empty, partial, crashed or corrupt may raise."""
+
+
+def runs_root() -> Path:
+    return Path(os.environ.get(RUNS_DIR_VARIABLE, "runs"))
+
+
+def unreadable(what: str, error: BaseException) -> None:
+    """A clear message in place of what could not be read."""
+    st.warning(f"Could not read {what}: {error}", icon="⚠️")
+
+
+# ---------------------------------------------------------------------------------------------
+# Runs and the sidebar.
+
+
+def available_runs() -> dict[str, Path]:
+    """Runs under the root, and those inside comparison folders there, by a readable label."""
+    root = runs_root()
+    found = {run.name: run.path for run in find_runs(root)}
+    for comparison in comparisons():
+        for run in find_runs(comparison / "runs"):
+            found[f"{comparison.name}/{run.name}"] = run.path
+    return found
+
+
+def comparisons() -> list[Path]:
+    """Folders under the root (or the root itself) written by `workbench compare`."""
+    root = runs_root()
+    candidates = [root, *_subfolders(root), *(sub for f in _subfolders(root) for sub in _subfolders(f))]
+    return [folder for folder in candidates if (folder / COMPARISON_FILE).is_file()]
+
+
+def _subfolders(folder: Path) -> list[Path]:
+    try:
+        return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+    except OSError:
+        return []
+
+
+def open_run(path: Path) -> Run:
+    """This session's reader of the run at `path` (kept, so metrics are read incrementally)."""
+    readers = st.session_state.setdefault("_readers", {})
+    key = str(path)
+    if key not in readers:
+        readers[key] = Run(path)
+    return readers[key]
+
+
+def sidebar() -> None:
+    """Runs to show and live-refresh settings (the widgets live in the main script, so their
+    state holds across pages)."""
+    st.sidebar.caption(f"Watching `{runs_root().resolve()}`")
+    labels = list(available_runs())
+    st.sidebar.multiselect(
+        "Runs",
+        labels,
+        default=labels[:1],
+        key="runs",
+        help="The Runs page overlays them; the other pages show one of them.",
+    )
+    st.sidebar.toggle("Live", value=True, key="live", help="Follow runs as they are written.")
+    st.sidebar.slider("Refresh every (s)", 1, 30, 3, key="refresh", disabled=not st.session_state.live)
+
+
+def refresh_every() -> float | None:
+    """The live fragments' period, or None when live updates are off."""
+    return float(st.session_state.get("refresh", 3)) if st.session_state.get("live", True) else None
+
+
+def selected_runs() -> list[Run]:
+    found = available_runs()
+    return [open_run(found[label]) for label in st.session_state.get("runs", []) if label in found]
+
+
+def pick_run(key: str) -> Run | None:
+    """One of the runs chosen in the sidebar (a selectbox, keyed `key`, when there are several),
+    or None with a message saying what to do."""
+    runs = selected_runs()
+    if not runs:
+        st.info(
+            f"No run chosen. Pick one in the sidebar, or start one on the Train page "
+            f"(runs are read from `{runs_root()}`)."
+        )
+        return None
+    if len(runs) == 1:
+        return runs[0]
+    names = [run.name for run in runs]
+    return runs[names.index(st.selectbox("Run", names, key=key))]
+
+
+def pick_snapshot(snapshots: list[Artifact], key: str) -> Artifact:
+    """A slider over the snapshots (by update); with 'follow newest' it stays on the last."""
+    numbers = [artifact.number for artifact in snapshots]
+    left, right = st.columns([4, 1])
+    follow = right.toggle("Follow newest", value=True, key=f"{key}_follow")
+    if follow or st.session_state.get(key) not in numbers:
+        st.session_state[key] = numbers[-1]
+    if len(numbers) == 1:
+        left.caption(f"One snapshot so far, at update {numbers[0]}.")
+    else:
+        left.select_slider("Snapshot (update)", numbers, key=key, disabled=follow)
+    return snapshots[numbers.index(st.session_state[key])]
+
+
+def status_line(run: Run) -> str:
+    """One line on a run: status, algo, task, steps, episodes; or what is wrong with it."""
+    try:
+        info = run.info()
+        episodes = run.metrics("episode")
+    except READ_ERRORS as error:
+        return f"**{run.name}**: unreadable ({error})"
+    status = info.get("status", "empty")
+    step = max((r.get("step", 0) for r in run.metrics() if isinstance(r.get("step"), int)), default=0)
+    line = (
+        f"**{run.name}**: {status} · {info.get('algo', '?')} on {info.get('task', '?')} · "
+        f"step {step} · {len(episodes)} episodes"
+    )
+    if episodes:
+        last = episodes[-1]
+        line += f" · last return {last.get('return', float('nan')):.2f}, cost {last.get('cost', 0):.0f}"
+    if run.skipped_lines:
+        line += f" · {run.skipped_lines} unreadable metric lines skipped"
+    return line
+
+
+STATUS_NOTES = {
+    "crashed": "The process writing it died without finishing; what it wrote is shown.",
+    "stopped": "It was stopped; continue it with `workbench train --resume`.",
+    "empty": "It holds no run.json yet: still starting, or not a run.",
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# Cached readers of finished files (snapshots, evaluation episodes).
+
+
+def load_episode(artifact: Artifact) -> dict[str, np.ndarray]:
+    return _load(str(artifact.path), _size(artifact.path), "episode")
+
+
+def load_snapshot(artifact: Artifact) -> dict[str, np.ndarray]:
+    return _load(str(artifact.path), _size(artifact.path), "snapshot")
+
+
+def _size(path: Path) -> int:
+    return path.stat().st_size
+
+
+@st.cache_resource(max_entries=16, show_spinner=False)
+def _load(path: str, size: int, kind: str) -> dict[str, np.ndarray]:
+    """Files are written whole and renamed into place, so (path, size) names their content."""
+    if kind == "snapshot":
+        from workbench.inspect.projection import load_snapshot
+
+        return load_snapshot(Path(path))
+    return load_arrays(Path(path))
+
+
+# ---------------------------------------------------------------------------------------------
+# UMAP projections, off the script thread.
+
+
+@st.cache_resource
+def _projections() -> tuple[ThreadPoolExecutor, dict[tuple[str, str], Future]]:
+    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="umap"), {}
+
+
+def projection(run: Run, snapshot: Artifact) -> np.ndarray | None:
+    """The snapshot's 2-D map coordinates [M, 2], or None while they are being computed (the
+    first projection of a run fits UMAP, tens of seconds; later ones reuse the fitted map)."""
+    executor, futures = _projections()
+    key = (str(run.path), snapshot.path.name)
+    if key not in futures:
+        futures[key] = executor.submit(_coordinates, run.path, snapshot)
+    future = futures[key]
+    if not future.done():
+        return None
+    if future.exception() is not None:
+        del futures[key]  # try again on the next refresh (the run may have changed)
+    return future.result()
+
+
+def _coordinates(path: Path, snapshot: Artifact) -> np.ndarray:
+    from workbench.inspect.projection import coordinates
+
+    return coordinates(path, snapshot)
+
+
+def refit(run: Run) -> None:
+    """Fit the run's map again on its newest snapshots (in the background), aligned to the old
+    one; snapshots are placed anew as they are shown."""
+    from workbench.inspect.projection import projection as run_projection
+
+    executor, futures = _projections()
+    for key in [key for key in futures if key[0] == str(run.path)]:
+        del futures[key]
+    executor.submit(run_projection(run.path).refit)
+
+
+@st.cache_resource(max_entries=64, show_spinner=False)
+def probe_accuracy(path: str, size: int) -> float | None:
+    """Held-out accuracy of a linear probe telling the snapshot's safe from unsafe latents."""
+    from workbench.inspect.projection import load_snapshot, probe_accuracy
+
+    arrays = load_snapshot(Path(path), ("features", "unsafe"))
+    return probe_accuracy(arrays["features"], arrays["unsafe"])

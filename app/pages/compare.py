@@ -1,0 +1,71 @@
+"""Compare: a `workbench compare` folder's table and plots beside the live curves of its runs
+(which may still be training)."""
+
+import common
+import streamlit as st
+
+from workbench.inspect import figures
+from workbench.runs import find_runs, read_json
+
+st.title("Compare")
+CURVES = {"return": "episode return", "cost": "episode cost", "cumulative_cost": "cumulative cost"}
+
+
+def show_results(folder) -> None:
+    """The table (table.md, else comparison.json's rows), runs not included, and a plot."""
+    summary = read_json(folder / common.COMPARISON_FILE)
+    table = folder / "table.md"
+    if table.is_file():
+        st.markdown(table.read_text())
+    elif summary.get("algorithms"):
+        st.dataframe(summary["algorithms"])
+    else:
+        st.info("No results yet: the comparison's runs are still training (or none finished).")
+    for missing in summary.get("missing", []):
+        if isinstance(missing, dict):
+            st.caption(f"not included: {missing.get('run')} ({missing.get('reason')})")
+    plots = sorted(folder.glob("*.html"))
+    if plots:
+        plot = st.selectbox("Plot", plots, format_func=lambda path: path.stem, key="compare_plot")
+        st.iframe(plot, height=480)
+
+
+@st.fragment(run_every=common.refresh_every())
+def show_runs(folder) -> None:
+    runs = [common.open_run(run.path) for run in find_runs(folder / "runs")]
+    if not runs:
+        st.info("No runs in this comparison yet.")
+        return
+    key = st.radio("Curve", list(CURVES), format_func=CURVES.get, horizontal=True, key="compare_key")
+    for run in runs:
+        st.markdown(common.status_line(run))
+    try:
+        records = {run.name: run.metrics("episode") for run in runs}
+    except common.READ_ERRORS as error:
+        common.unreadable("the comparison's runs", error)
+        return
+    st.plotly_chart(figures.curves(records, key, height=420), width="stretch")
+
+
+folders = common.comparisons()
+if not folders:
+    st.info(
+        f"No comparison under `{common.runs_root()}`. Make one with, for example, "
+        f"`workbench compare --algos dreamer,bsrp-lag --seeds 0,1 --out {common.runs_root()}/cmp`. "
+        "The Runs page overlays any runs meanwhile."
+    )
+else:
+    root = common.runs_root()
+    folder = st.selectbox(
+        "Comparison",
+        folders,
+        format_func=lambda f: str(f.relative_to(root)) if f != root else f.name,
+    )
+    results, runs = st.columns(2)
+    with results:
+        try:
+            show_results(folder)
+        except common.READ_ERRORS as error:
+            common.unreadable(f"comparison {folder.name}", error)
+    with runs:
+        show_runs(folder)

@@ -1,0 +1,58 @@
+"""Imagination: what the world model dreams from a real start state under the current policy:
+the barrier value along the rollout (with B = 0, the safe/unsafe boundary), predicted cost,
+ensemble disagreement (bands: the spread over all rollouts of the snapshot) and decoded frames."""
+
+import common
+import streamlit as st
+
+from workbench.inspect import figures
+
+st.title("Imagination")
+run = common.pick_run("imagination_run")
+
+
+def describe_start(snapshot: dict, rollout: int) -> str:
+    start = int(snapshot["imag_start"][rollout])
+    label = "unsafe" if snapshot["unsafe"][start] else "safe"
+    return f"rollout {rollout}: from latent {start} ({label}, cost {snapshot['cost'][start]:.1f})"
+
+
+@st.fragment(run_every=common.refresh_every())
+def show_imagination(run) -> None:
+    snapshots = run.snapshots()
+    if not snapshots:
+        st.info(
+            f"{run.name} has no snapshots yet, so no imagined rollouts: set "
+            "`train.snapshot_every` above 0 and wait for training to start."
+        )
+        return
+    artifact = common.pick_snapshot(snapshots, "imagination_snapshot")
+    try:
+        snapshot = common.load_snapshot(artifact)
+    except common.READ_ERRORS as error:
+        common.unreadable(f"snapshot {artifact.path.name}", error)
+        return
+    rollouts = range(len(snapshot["imag_start"]))
+    if st.session_state.get("rollout") not in rollouts:
+        st.session_state.rollout = 0
+    rollout = st.selectbox(
+        "Start state",
+        rollouts,
+        format_func=lambda i: describe_start(snapshot, i),
+        key="rollout",
+    )
+    start_frame, plots = st.columns([1, 4])
+    start = int(snapshot["imag_start"][rollout])
+    start_frame.image(figures.enlarge(snapshot["frame"][start]), caption="the real start frame")
+    plots.plotly_chart(figures.imagination_figure(snapshot, rollout), width="stretch")
+    frames = snapshot["imag_frames"][:, rollout]
+    labels = [f"t={t}" for t in range(len(frames))]
+    if "imag_barrier" in snapshot:
+        labels = [f"{label} B={b:.2f}" for label, b in zip(labels, snapshot["imag_barrier"][:, rollout], strict=True)]
+    st.plotly_chart(
+        figures.frame_strip(frames, labels, title="decoded imagined frames"), width="stretch"
+    )
+
+
+if run is not None:
+    show_imagination(run)

@@ -1,0 +1,89 @@
+"""Latent map: a snapshot's posterior latents projected with UMAP, coloured by safety label,
+barrier value, disagreement, cost or time; click a point to see its frame. A slider moves
+through the snapshots, all placed in one map, so you can watch the latent space organise."""
+
+import common
+import numpy as np
+import streamlit as st
+
+from workbench.inspect import figures
+
+st.title("Latent map")
+run = common.pick_run("latent_run")
+
+
+def selected_point(count: int) -> int | None:
+    """The latent clicked last in the chart (its customdata is its index in the snapshot)."""
+    state = st.session_state.get("latent_chart")
+    points = state.selection.points if state else []
+    if not points:
+        return None
+    index = points[0].get("customdata")
+    index = index[0] if isinstance(index, list) else index
+    return int(index) if index is not None and 0 <= int(index) < count else None
+
+
+def show_latent(snapshot: dict, index: int | None) -> None:
+    if index is None:
+        st.caption("Click a point to see its frame.")
+        return
+    st.image(figures.enlarge(snapshot["frame"][index]), caption=f"latent {index}: the real frame")
+    facts = {
+        "label": "unsafe" if snapshot["unsafe"][index] else "safe",
+        "cost": f"{snapshot['cost'][index]:.2f}",
+        "predicted cost": f"{snapshot['pred_cost'][index]:.2f}",
+        "disagreement": f"{snapshot['disagreement'][index]:.3g}",
+        "time in sequence": int(snapshot["time"][index]),
+    }
+    if "barrier" in snapshot:
+        facts["barrier B(z)"] = f"{snapshot['barrier'][index]:.3f}"
+    st.table({"": list(facts), "value": [str(v) for v in facts.values()]})
+
+
+@st.fragment(run_every=common.refresh_every())
+def show_map(run) -> None:
+    snapshots = run.snapshots()
+    if not snapshots:
+        st.info(
+            f"{run.name} has no snapshots yet. They are written every `train.snapshot_every` "
+            "updates (set it above 0, e.g. `--set train.snapshot_every=50`), once training starts."
+        )
+        return
+    artifact = common.pick_snapshot(snapshots, "latent_snapshot")
+    try:
+        snapshot = common.load_snapshot(artifact)
+        coords = common.projection(run, artifact)
+        accuracy = common.probe_accuracy(str(artifact.path), artifact.path.stat().st_size)
+    except common.READ_ERRORS as error:
+        common.unreadable(f"snapshot {artifact.path.name}", error)
+        return
+    choices = figures.color_choices(snapshot)
+    color = st.radio("Colour by", list(choices), horizontal=True, key="latent_color")
+    chart, side = st.columns([3, 1])
+    with side:
+        probe = "n/a (one class only)" if accuracy is None else f"{accuracy:.1%}"
+        st.metric(
+            "Linear probe, safe vs unsafe",
+            probe,
+            help="Held-out balanced accuracy of a logistic regression on the latents (50% = chance).",
+        )
+        st.caption(
+            f"{int(snapshot['unsafe'].sum())} unsafe of {len(snapshot['unsafe'])} latents, "
+            f"step {int(snapshot['step'])}"
+        )
+        index = selected_point(len(snapshot["unsafe"]))
+        show_latent(snapshot, index)
+        if st.button("Refit the map", help="Fit UMAP again on the newest snapshots, aligned."):
+            common.refit(run)
+    with chart:
+        if coords is None:
+            st.info("Projecting this snapshot with UMAP… (the first map of a run takes a while)")
+            return
+        figure = figures.latent_map(np.asarray(coords), choices[color], color, selected=index)
+        st.plotly_chart(
+            figure, on_select="rerun", selection_mode="points", key="latent_chart", width="stretch"
+        )
+
+
+if run is not None:
+    show_map(run)

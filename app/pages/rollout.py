@@ -1,0 +1,100 @@
+"""Rollout stepper: a real evaluation episode, frame by frame: the frame and the world model's
+reconstruction of it, the cost received, the barrier value, the action taken and the ensemble's
+disagreement, with step buttons, a slider and play/pause."""
+
+import common
+import streamlit as st
+
+from workbench.inspect import figures
+
+PLAY_PERIOD = 0.3  # seconds per frame while playing
+
+st.title("Rollout stepper")
+run = common.pick_run("rollout_run")
+
+
+def episode_label(artifact) -> str:
+    index = artifact.path.stem.rsplit("_", 1)[-1]
+    return f"evaluation at step {artifact.number}, episode {int(index) if index.isdigit() else index}"
+
+
+def move_to(t: int) -> None:
+    st.session_state.t = min(max(t, 0), st.session_state.t_last)
+
+
+def step_controls(last: int) -> None:
+    """First, back, play/pause, forward, last; and the slider."""
+    st.session_state.t_last = last
+    if st.session_state.get("t", 0) > last:
+        st.session_state.t = last
+    t = st.session_state.get("t", 0)
+    first, back, play, forward, end = st.columns(5)
+    first.button("⏮ first", on_click=move_to, args=(0,), width="stretch")
+    back.button("◀ back", on_click=move_to, args=(t - 1,), width="stretch")
+    playing = st.session_state.get("playing", False)
+    if play.button("⏸ pause" if playing else "▶ play", width="stretch"):
+        st.session_state.playing = not playing
+        if not playing and t >= last:
+            st.session_state.t = 0
+        st.rerun()  # the whole page, so the stepper refreshes at the new pace
+    forward.button("forward ▶", on_click=move_to, args=(t + 1,), width="stretch")
+    end.button("last ⏭", on_click=move_to, args=(last,), width="stretch")
+    st.slider("Step", 0, last, key="t")
+
+
+def show_step(episode: dict, t: int) -> None:
+    images, values = st.columns([2, 1])
+    images.image(
+        [figures.enlarge(episode["frame"][t]), figures.enlarge(episode["recon"][t])],
+        caption=["real frame", "world model's reconstruction"],
+    )
+    names = {
+        "cost": "cost received",
+        "pred_cost": "predicted cost",
+        "barrier": "barrier B(z)",
+        "value": "value",
+        "cost_value": "cost value",
+        "disagreement": "disagreement",
+    }
+    for key, name in names.items():
+        if key in episode:
+            values.metric(name, f"{float(episode[key][t]):.3g}")
+    values.write("action: " + ", ".join(f"{a:+.2f}" for a in episode["action"][t]))
+
+
+def stepper(run) -> None:
+    evaluations = run.evaluations()
+    if not evaluations:
+        st.info(
+            f"{run.name} has no evaluation episodes yet. They are played at the end of training "
+            "and every `train.eval_every` env steps (`workbench eval` plays more)."
+        )
+        return
+    names = [artifact.path.name for artifact in evaluations]
+    if st.session_state.get("episode") not in names:
+        st.session_state.episode = names[-1]
+    name = st.selectbox(
+        "Episode",
+        names,
+        key="episode",
+        format_func=lambda n: episode_label(evaluations[names.index(n)]),
+    )
+    try:
+        episode = common.load_episode(evaluations[names.index(name)])
+        last = len(episode["frame"]) - 1
+        if st.session_state.get("playing", False):
+            if st.session_state.get("t", 0) >= last:
+                st.session_state.playing = False
+                st.rerun()
+            st.session_state.t = min(st.session_state.get("t", 0) + 1, last)
+        step_controls(last)
+        t = st.session_state.t
+        show_step(episode, t)
+        st.plotly_chart(figures.episode_figure(episode, t), width="stretch")
+    except common.READ_ERRORS as error:
+        common.unreadable(f"episode {name}", error)
+
+
+if run is not None:
+    period = PLAY_PERIOD if st.session_state.get("playing", False) else common.refresh_every()
+    st.fragment(run_every=period)(stepper)(run)

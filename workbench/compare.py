@@ -1,0 +1,546 @@
+"""`workbench compare`: several algorithms x seeds on one task, trained at equal env steps and
+summarised side by side.
+
+    workbench compare --task SafetyPointGoal1-v0 --algos dreamer,bsrp-lag --seeds 0,1,2 \\
+        --steps 100000 --preset cpu --out comparisons/goal1 --parallel 2
+    workbench compare --summarise comparisons/goal1     # redo the tables and plots
+
+Steps, in order:
+1. Plan: one run per (algo, seed) in OUT/runs/<algo>-s<seed>. A run that finished at the
+   requested steps is skipped; a crashed, stopped or shorter one is continued with `--resume`.
+   So the same command, run again, picks up an interrupted comparison (or adds algos and seeds).
+2. Train: each run is its own `workbench train` process, at most --parallel at a time, writing
+   its output to OUT/logs/<algo>-s<seed>.log; a bar over the runs and a line per ended run show
+   progress. Ctrl-C stops the runs cleanly (each saves a checkpoint) and still summarises.
+3. Summarise (`summarise(OUT)`): read every finished run through `workbench.runs.Run`, counting
+   only episodes that ended within the requested steps, and write comparison.json, table.csv,
+   table.md and the plots: return.html, cost.html, cumulative_cost.html (curves against env
+   steps, mean over seeds with a +- std band) and final.html (final return and cumulative cost).
+
+The numbers, per algorithm, are mean +- std over seeds (population std, so one seed gives 0):
+- final return: mean return of the last 20% (`FINAL_FRACTION`) of the training episodes,
+  rounded, at least one episode;
+- final cost: mean episode cost over those same episodes;
+- cumulative cost: the total cost of all training episodes, the price paid while learning;
+- wall time: seconds from the run's creation to its last status update (a pause before a
+  resume counts too);
+- vs dreamer: the algorithm's mean final return and mean cumulative cost divided by dreamer's
+  (empty when dreamer is not in the comparison or its mean is not positive).
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import os
+import shlex
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from workbench.config import PRESETS, Config
+from workbench.runs import CONFIG_FILE, Run, RunError, read_json, write_json
+
+SCHEMA = 1
+"""Version of comparison.json."""
+SUMMARY_FILE = "comparison.json"
+RUNS, LOGS = "runs", "logs"
+FINAL_FRACTION = 0.2
+REFERENCE = "dreamer"
+METRICS = ("final_return", "final_cost", "cumulative_cost", "wall_time")
+CURVES = {"return": "episode return", "cost": "episode cost", "cumulative_cost": "cumulative cost"}
+
+
+def add_command(commands) -> None:
+    p = commands.add_parser(
+        "compare", help="train algorithms x seeds on one task and compare them side by side"
+    )
+    p.add_argument("--task", default=None, help="Safety-Gymnasium task id (default: the preset's)")
+    p.add_argument("--algos", type=_names, help="comma-separated, e.g. dreamer,bsrp-lag,osrp")
+    p.add_argument("--seeds", type=_numbers, default=[0], help="comma-separated, e.g. 0,1,2")
+    p.add_argument("--steps", type=int, help="env steps per run (default: the preset's)")
+    p.add_argument("--preset", default="cpu", choices=list(PRESETS))
+    p.add_argument("--out", type=Path, help="the comparison directory (runs, logs, tables, plots)")
+    p.add_argument("--parallel", type=int, default=1, help="runs at a time (default 1)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="config key for every run"
+    )
+    p.add_argument("--summarise", type=Path, metavar="DIR", help="only redo DIR's tables and plots")
+    p.set_defaults(run=_compare)
+
+
+def _names(text: str) -> list[str]:
+    return [name.strip() for name in text.split(",") if name.strip()]
+
+
+def _numbers(text: str) -> list[int]:
+    return [int(name) for name in _names(text)]
+
+
+def _compare(args) -> int:
+    if args.summarise:
+        _report(args.summarise, summarise(args.summarise))
+        return 0
+    if not args.algos or not args.out:
+        raise ValueError(
+            "give --algos and --out (or --summarise DIR to redo a comparison's tables)"
+        )
+    if args.parallel < 1:
+        raise ValueError(f"--parallel must be at least 1, got {args.parallel}")
+    request, configs = Request.resolve(args)
+    args.out.mkdir(parents=True, exist_ok=True)
+    write_json(args.out / SUMMARY_FILE, {"schema": SCHEMA, **dataclasses.asdict(request)})
+    interrupted = False
+    try:
+        _run_jobs(_plan(args.out, request, configs), args.parallel, request.steps)
+    except KeyboardInterrupt:
+        print("interrupted; run the same command again to continue", file=sys.stderr)
+        interrupted = True
+    summary = summarise(args.out)
+    _report(args.out, summary)
+    return 130 if interrupted else 1 if summary["missing"] else 0
+
+
+# --- 1. plan ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Request:
+    """What a comparison asks for; saved in comparison.json so `summarise` can redo it."""
+
+    task: str
+    preset: str
+    steps: int
+    algos: list[str]
+    seeds: list[int]
+    sets: list[str]
+    device: str
+
+    @classmethod
+    def resolve(cls, args) -> tuple[Request, dict[tuple[str, int], Config]]:
+        """The request and each (algo, seed)'s config, built as `workbench train` builds it
+        (so a bad flag fails here, once, before anything starts)."""
+        from workbench.agents import REGISTRY
+        from workbench.cli import train_config
+
+        unknown = [algo for algo in args.algos if algo not in REGISTRY]
+        if unknown:
+            raise ValueError(f"unknown algo {', '.join(unknown)}; available: {', '.join(REGISTRY)}")
+        configs = {
+            (algo, seed): train_config(
+                args.preset,
+                algo,
+                seed,
+                task=args.task,
+                steps=args.steps,
+                device=args.device,
+                sets=args.set,
+            )
+            for algo in args.algos
+            for seed in args.seeds
+        }
+        first = next(iter(configs.values()))
+        request = cls(
+            task=first.env.task,
+            preset=args.preset,
+            steps=first.train.steps,
+            algos=args.algos,
+            seeds=args.seeds,
+            sets=args.set,
+            device=args.device,
+        )
+        return request, configs
+
+    def train_flags(self, algo: str, seed: int) -> list[str]:
+        """`workbench train` flags that start this (algo, seed) run."""
+        flags = ["--task", self.task, "--preset", self.preset, "--steps", str(self.steps)]
+        flags += ["--algo", algo, "--seed", str(seed), "--device", self.device]
+        return flags + [f"--set={assignment}" for assignment in self.sets]
+
+
+@dataclass
+class Job:
+    name: str
+    run_dir: Path
+    command: list[str]
+    log: Path
+
+
+def run_name(algo: str, seed: int) -> str:
+    return f"{algo}-s{seed}"
+
+
+def _plan(out: Path, request: Request, configs: dict[tuple[str, int], Config]) -> list[Job]:
+    """A job per run still to train: a new one starts, an unfinished one is resumed."""
+    jobs, done = [], []
+    for (algo, seed), config in configs.items():
+        name = run_name(algo, seed)
+        run_dir = out / RUNS / name
+        command = [sys.executable, "-m", "workbench.cli", "train", "--no-progress"]
+        if not (run_dir / CONFIG_FILE).exists():
+            command += ["--run-dir", str(run_dir), *request.train_flags(algo, seed)]
+        elif _missing_reason(_checked_run(run_dir, config), request.steps):
+            command += ["--resume", str(run_dir), "--steps", str(request.steps)]
+        else:
+            done.append(name)
+            continue
+        jobs.append(Job(name, run_dir, command, out / LOGS / f"{name}.log"))
+    if done:
+        print(f"already finished, skipped: {', '.join(done)}")
+    return jobs
+
+
+def _checked_run(run_dir: Path, wanted: Config) -> Run:
+    """The run at `run_dir`, after checking it was trained with the wanted settings."""
+    run = Run(run_dir)
+    stored = _flat(Config.from_dict(run.config()).to_dict())
+    may_differ = {"train.steps", "train.device"}  # a comparison may extend a run, or move it
+    differ = [
+        key
+        for key, value in _flat(wanted.to_dict()).items()
+        if stored.get(key) != value and key not in may_differ
+    ]
+    if differ:
+        raise RunError(
+            f"{run_dir} was trained with other settings ({', '.join(differ)}); "
+            "use the --task, --preset and --set it was started with, or another --out"
+        )
+    return run
+
+
+def _flat(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{'train': {'seed': 0}} -> {'train.seed': 0}."""
+    flat = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            flat.update(_flat(value, f"{prefix}{key}."))
+        else:
+            flat[prefix + key] = value
+    return flat
+
+
+def _missing_reason(run: Run, steps: int) -> str | None:
+    """Why a run does not (yet) count in a comparison at `steps`; None when it does."""
+    if run.status != "finished":
+        return run.status
+    # The step a run reached is its newest checkpoint's: one is always saved when training ends.
+    checkpoints = run.checkpoints()
+    reached = checkpoints[-1].number if checkpoints else 0
+    if reached < steps:
+        return f"finished at {reached} of {steps} steps"
+    return None
+
+
+# --- 2. train --------------------------------------------------------------------------------
+
+
+def _run_jobs(jobs: list[Job], parallel: int, steps: int) -> None:
+    """Run the jobs, at most `parallel` at a time; a line as each ends."""
+    from tqdm.auto import tqdm
+
+    waiting, running = list(jobs), []
+    environment = _child_environment(parallel)
+    with tqdm(total=len(jobs), unit="run", desc="runs", dynamic_ncols=True) as bar:
+        try:
+            while waiting or running:
+                while waiting and len(running) < parallel:
+                    job = waiting.pop(0)
+                    running.append((job, _start(job, environment), time.time()))
+                    bar.set_postfix_str("training " + ", ".join(job.name for job, *_ in running))
+                time.sleep(0.5)
+                for entry in [entry for entry in running if entry[1].poll() is not None]:
+                    running.remove(entry)
+                    bar.write(_ended(entry[0], steps, time.time() - entry[2]))
+                    bar.set_postfix_str("training " + ", ".join(job.name for job, *_ in running))
+                    bar.update()
+        except KeyboardInterrupt:
+            _stop([process for _, process, _ in running])
+            raise
+
+
+def _child_environment(parallel: int) -> dict[str, str]:
+    environment = dict(os.environ, PYTHONUNBUFFERED="1")
+    if parallel > 1:  # the runs share the cores instead of each starting a thread per core
+        environment.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // parallel)))
+    return environment
+
+
+def _start(job: Job, environment: dict[str, str]) -> subprocess.Popen:
+    job.log.parent.mkdir(parents=True, exist_ok=True)
+    with open(job.log, "a") as log:
+        log.write(f"$ {shlex.join(job.command)}\n")
+        log.flush()
+        # A session of its own: Ctrl-C reaches only this process, which stops each run once.
+        return subprocess.Popen(
+            job.command,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=environment,
+            start_new_session=True,
+        )
+
+
+def _stop(processes: list[subprocess.Popen]) -> None:
+    """SIGTERM: each run stops cleanly, saving a checkpoint to resume from."""
+    for process in processes:
+        process.terminate()
+    for process in processes:
+        process.wait()
+
+
+def _ended(job: Job, steps: int, seconds: float) -> str:
+    """One line about a run that just ended."""
+    outcome = _outcome(job.run_dir, steps)
+    if outcome.missing is not None:
+        last = job.log.read_text().strip().splitlines()[-1:] if job.log.exists() else []
+        return f"{job.name}: {outcome.missing} after {seconds / 60:.1f} min; {job.log}: {''.join(last)}"
+    return (
+        f"{job.name}: finished in {seconds / 60:.1f} min, final return "
+        f"{outcome.row['final_return']:.2f}, cumulative cost {outcome.row['cumulative_cost']:.1f}"
+    )
+
+
+# --- 3. summarise ----------------------------------------------------------------------------
+
+
+def summarise(comparison_dir: str | Path) -> dict[str, Any]:
+    """Write the tables and plots of a comparison from its finished runs (a partial comparison
+    works too) and return what comparison.json holds: the request, a row per finished run
+    (`runs`), a row per algorithm (`algorithms`) and the runs still missing, with the reason."""
+    out = Path(comparison_dir)
+    request = _read_request(out)
+    rows, curves, missing = [], {}, []
+    for algo in request.algos:
+        for seed in request.seeds:
+            outcome = _outcome(out / RUNS / run_name(algo, seed), request.steps)
+            if outcome.missing is not None:
+                missing.append({"run": outcome.name, "reason": outcome.missing})
+                continue
+            rows.append({"algo": algo, "seed": seed, **outcome.row})
+            curves.setdefault(algo, []).append(outcome.episodes)
+    summary = {
+        "schema": SCHEMA,
+        **dataclasses.asdict(request),
+        "final_fraction": FINAL_FRACTION,
+        "algorithms": _per_algorithm(rows, request.algos),
+        "runs": rows,
+        "missing": missing,
+    }
+    write_json(out / SUMMARY_FILE, summary)
+    _write_tables(out, summary)
+    _write_plots(out, request, curves, summary["algorithms"])
+    return summary
+
+
+def _read_request(out: Path) -> Request:
+    data = read_json(out / SUMMARY_FILE)
+    if not data:
+        raise RunError(
+            f"{out} holds no {SUMMARY_FILE}; make it with `workbench compare --out {out}`"
+        )
+    if data.get("schema", SCHEMA) > SCHEMA:
+        raise RunError(f"{out / SUMMARY_FILE} is newer than this workbench; update the workbench")
+    return Request(**{field.name: data[field.name] for field in dataclasses.fields(Request)})
+
+
+@dataclass
+class Outcome:
+    """A run as a comparison counts it: its episodes within the steps and its table row, or
+    why it does not count (yet)."""
+
+    name: str
+    missing: str | None
+    episodes: dict[str, np.ndarray] = field(default_factory=dict)
+    row: dict[str, Any] = field(default_factory=dict)
+
+
+def _outcome(run_dir: Path, steps: int) -> Outcome:
+    if not run_dir.is_dir():
+        return Outcome(run_dir.name, "not started")
+    run = Run(run_dir)
+    reason = _missing_reason(run, steps)
+    if reason is not None:
+        return Outcome(run_dir.name, reason)
+    episodes = _episodes(run, steps)
+    if not len(episodes["step"]):
+        return Outcome(run_dir.name, f"no episode ended within {steps} steps")
+    return Outcome(run_dir.name, None, episodes, _row(run_dir.name, episodes, run))
+
+
+def _episodes(run: Run, steps: int) -> dict[str, np.ndarray]:
+    """The run's training episodes that ended within `steps`, as arrays by field.
+
+    Episodes that a resumed run replayed from its checkpoint count once: a `start` record
+    supersedes the records before it at or after its step (see `hooks.MetricsWriter`)."""
+    kept: list[dict[str, Any]] = []
+    for record in run.metrics():
+        if record["kind"] == "start":
+            kept = [episode for episode in kept if episode["step"] < record["step"]]
+        # An episode's record carries the step count before its last step, hence `<`.
+        elif record["kind"] == "episode" and record["step"] < steps:
+            kept.append(record)
+    keys = ("step", "return", "cost", "cumulative_cost")
+    return {key: np.array([record[key] for record in kept], dtype=float) for key in keys}
+
+
+def _row(name: str, episodes: dict[str, np.ndarray], run: Run) -> dict[str, Any]:
+    final = max(1, round(FINAL_FRACTION * len(episodes["return"])))
+    info = run.info()
+    return {
+        "run": name,
+        "episodes": len(episodes["return"]),
+        "final_return": float(episodes["return"][-final:].mean()),
+        "final_cost": float(episodes["cost"][-final:].mean()),
+        "cumulative_cost": float(episodes["cumulative_cost"][-1]),
+        "wall_time": float(info["updated"] - info["created"]),
+    }
+
+
+def _per_algorithm(rows: list[dict[str, Any]], algos: list[str]) -> list[dict[str, Any]]:
+    """Mean and std over seeds of each metric, and the ratios to the reference (dreamer)."""
+    table = []
+    for algo in algos:
+        mine = [row for row in rows if row["algo"] == algo]
+        if not mine:
+            continue
+        entry: dict[str, Any] = {"algo": algo, "seeds": len(mine)}
+        for metric in METRICS:
+            values = [row[metric] for row in mine]
+            entry[f"{metric}_mean"] = float(np.mean(values))
+            entry[f"{metric}_std"] = float(np.std(values))
+        table.append(entry)
+    reference = next((entry for entry in table if entry["algo"] == REFERENCE), {})
+    for entry in table:
+        for metric in ("final_return", "cumulative_cost"):
+            base = reference.get(f"{metric}_mean")
+            ratio = entry[f"{metric}_mean"] / base if base is not None and base > 0 else None
+            entry[f"{metric}_vs_{REFERENCE}"] = ratio
+    return table
+
+
+def _write_tables(out: Path, summary: dict[str, Any]) -> None:
+    columns = ["algo", "seeds"] + [f"{m}_{s}" for m in METRICS for s in ("mean", "std")]
+    columns += [f"final_return_vs_{REFERENCE}", f"cumulative_cost_vs_{REFERENCE}"]
+    with open(out / "table.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, columns)
+        writer.writeheader()
+        writer.writerows(summary["algorithms"])
+    (out / "table.md").write_text(_markdown(summary))
+
+
+def _markdown(summary: dict[str, Any]) -> str:
+    lines = [
+        f"# {summary['task']} at {summary['steps']} env steps ({summary['preset']} preset)",
+        "",
+        "| algo | seeds | final return | final cost | cumulative cost | wall time (min) "
+        f"| return vs {REFERENCE} | cumulative cost vs {REFERENCE} |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for entry in summary["algorithms"]:
+        cells = [entry["algo"], str(entry["seeds"])]
+        cells += [_mean_std(entry, metric) for metric in METRICS[:3]]
+        cells.append(_mean_std(entry, "wall_time", scale=1 / 60))
+        for metric in ("final_return", "cumulative_cost"):
+            ratio = entry[f"{metric}_vs_{REFERENCE}"]
+            cells.append("" if ratio is None else f"{ratio:.2f}")
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        f"Final return and final cost: mean over the last {FINAL_FRACTION:.0%} of the training "
+        "episodes. Cumulative cost: total over all training episodes. Each cell: mean ± std over "
+        f"seeds. vs {REFERENCE}: ratio of the means.",
+    ]
+    if summary["missing"]:
+        missing = "; ".join(f"{m['run']} ({m['reason']})" for m in summary["missing"])
+        lines += ["", f"Not included: {missing}."]
+    return "\n".join(lines) + "\n"
+
+
+def _mean_std(entry: dict[str, Any], metric: str, scale: float = 1.0) -> str:
+    return f"{entry[f'{metric}_mean'] * scale:.2f} ± {entry[f'{metric}_std'] * scale:.2f}"
+
+
+def _write_plots(
+    out: Path,
+    request: Request,
+    curves: dict[str, list[dict[str, np.ndarray]]],
+    algorithms: list[dict[str, Any]],
+) -> None:
+    """Self-contained HTML (plotly.js inside), so the files open anywhere, offline."""
+    import plotly.graph_objects as go
+    from plotly.colors import hex_to_rgb, qualitative
+    from plotly.subplots import make_subplots
+
+    colors = {algo: qualitative.Plotly[i % 10] for i, algo in enumerate(request.algos)}
+    for key, label in CURVES.items():
+        figure = go.Figure()
+        for algo, episodes in curves.items():
+            steps, mean, std = _mean_curve(episodes, key, request.steps)
+            band = "rgba({}, {}, {}, 0.2)".format(*hex_to_rgb(colors[algo]))
+            figure.add_scatter(
+                x=np.concatenate([steps, steps[::-1]]),
+                y=np.concatenate([mean + std, (mean - std)[::-1]]),
+                fill="toself",
+                fillcolor=band,
+                line={"width": 0},
+                hoverinfo="skip",
+                legendgroup=algo,
+                showlegend=False,
+            )
+            figure.add_scatter(
+                x=steps, y=mean, name=algo, legendgroup=algo, line={"color": colors[algo]}
+            )
+        figure.update_layout(
+            title=f"{label} on {request.task} (mean over seeds, band ± std)",
+            xaxis_title="env steps",
+            yaxis_title=label,
+        )
+        figure.write_html(out / f"{key}.html", include_plotlyjs=True)
+
+    figure = make_subplots(rows=1, cols=2, subplot_titles=("final return", "cumulative cost"))
+    for column, metric in enumerate(("final_return", "cumulative_cost"), start=1):
+        figure.add_bar(
+            x=[entry["algo"] for entry in algorithms],
+            y=[entry[f"{metric}_mean"] for entry in algorithms],
+            error_y={"array": [entry[f"{metric}_std"] for entry in algorithms]},
+            marker_color=[colors[entry["algo"]] for entry in algorithms],
+            showlegend=False,
+            row=1,
+            col=column,
+        )
+    figure.update_layout(
+        title=f"{request.task} at {request.steps} env steps (mean ± std over seeds)"
+    )
+    figure.write_html(out / "final.html", include_plotlyjs=True)
+
+
+def _mean_curve(
+    episodes: list[dict[str, np.ndarray]], key: str, steps: int, points: int = 200
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each seed's curve on a common grid of env steps (held between episodes), then the mean
+    and std over seeds wherever every seed has a value (cumulative cost is 0 before the first
+    episode; the other curves start at the last seed's first episode)."""
+    grid = np.linspace(0, steps, points + 1)
+    before_first = 0.0 if key == "cumulative_cost" else np.nan
+    values = np.stack([_held(grid, run["step"], run[key], before_first) for run in episodes])
+    defined = ~np.isnan(values).any(axis=0)
+    return grid[defined], values[:, defined].mean(axis=0), values[:, defined].std(axis=0)
+
+
+def _held(grid: np.ndarray, steps: np.ndarray, values: np.ndarray, before: float) -> np.ndarray:
+    """The value of the last episode ended at or before each grid step."""
+    index = np.searchsorted(steps, grid, side="right") - 1
+    return np.where(index >= 0, values[np.maximum(index, 0)], before)
+
+
+def _report(out: Path, summary: dict[str, Any]) -> None:
+    print()
+    print(_markdown(summary))
+    files = ", ".join([SUMMARY_FILE, "table.csv", "table.md", *(f"{k}.html" for k in CURVES)])
+    print(f"written in {out}: {files}, final.html")

@@ -1,0 +1,359 @@
+"""Latent maps: snapshots' latents projected to 2-D with UMAP, and how separable safe and unsafe
+latents are. Viewer-side only: nothing here runs in the training loop.
+
+    snapshot = load_snapshot(run.snapshots()[-1])      # the arrays, checked (see workbench/snapshots.py)
+    coords = coordinates(run, run.snapshots()[-1])     # [M, 2] in the run's map, cached on disk
+    probe_accuracy(snapshot["features"], snapshot["unsafe"])
+
+How a run's map behaves (`RunProjection`):
+1. Fitted once, the first time coordinates are asked for, on the newest snapshots (up to
+   `max_points` latents together).
+2. Every other snapshot, including ones written later, is placed into that same map
+   (`LatentMap.transform`), so points are comparable across snapshots.
+3. `refit()` fits it again on the newest snapshots (the latent space drifts as the world model
+   learns) and rotates, scales and shifts the new map onto the old one (orthogonal Procrustes on
+   the shared points, as the old map placed them), so the picture does not jump.
+4. Coordinates are cached on disk, so reopening a viewer is instant. The cache is never among the
+   files the engine writes: RUN/.viewer-cache/projection/, or, when the run directory is
+   read-only, $XDG_CACHE_HOME/workbench/projection/<hash of the run's path>/ (~/.cache by
+   default). Delete it at any time; it is rebuilt.
+       map.json                       version, the snapshots the map was fitted on, UMAP settings
+       v<version>/snap_<update>.npz   one snapshot's coordinates (and its file's mtime, so a
+                                      snapshot rewritten after a resume is projected again)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from workbench.runs import Artifact, Run, RunError, load_arrays, read_json, save_arrays, write_json
+
+LATENT_KEYS = (
+    "features", "unsafe", "cost", "reward", "pred_cost", "time", "sequence", "frame", "disagreement"
+)  # fmt: skip
+ROLLOUT_KEYS = (
+    "imag_start", "imag_reward", "imag_cost", "imag_disagreement", "imag_frames"
+)  # fmt: skip
+REQUIRED_KEYS = ("step", "update", *LATENT_KEYS, *ROLLOUT_KEYS)
+"""Keys every snapshot holds; agents add their `inspect` values as <name> and imag_<name>."""
+CACHE_FOLDER = ".viewer-cache"
+
+
+# ---------------------------------------------------------------------------------------------
+# Snapshots.
+
+
+def load_snapshot(
+    snapshot: Artifact | str | Path, keys: tuple[str, ...] | None = None
+) -> dict[str, np.ndarray]:
+    """A snapshot's arrays (only `keys` when given: the rest is not read), checked against the
+    contract: a missing key or inconsistent shapes raise RunError saying which."""
+    path = _path(snapshot)
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            wanted = data.files if keys is None else keys
+            missing = [key for key in (REQUIRED_KEYS if keys is None else keys) if key not in data]
+            if missing:
+                raise RunError(
+                    f"{path} is not a complete snapshot: it lacks {', '.join(missing)} "
+                    "(snapshots are written by workbench.snapshots.SnapshotHook)"
+                )
+            arrays = {key: data[key] for key in wanted}
+    except (FileNotFoundError, OSError, ValueError) as error:
+        raise RunError(f"cannot read snapshot {path}: {error}") from None
+    _check_shapes(path, arrays)
+    return arrays
+
+
+def _check_shapes(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    latents = {len(arrays[key]) for key in LATENT_KEYS if key in arrays}
+    rollouts = {arrays[key].shape[1] for key in ROLLOUT_KEYS[1:] if key in arrays}
+    if "imag_start" in arrays:
+        rollouts.add(len(arrays["imag_start"]))
+    horizon = {arrays[key].shape[0] - 1 for key in ("imag_reward", "imag_cost") if key in arrays}
+    if "imag_disagreement" in arrays:
+        horizon.add(len(arrays["imag_disagreement"]))
+    if len(latents) > 1 or len(rollouts) > 1 or len(horizon) > 1:
+        raise RunError(
+            f"{path} has inconsistent shapes ({ {k: v.shape for k, v in arrays.items()} }); "
+            "it may be corrupt"
+        )
+
+
+def _path(snapshot: Artifact | str | Path) -> Path:
+    return Path(snapshot.path if isinstance(snapshot, Artifact) else snapshot)
+
+
+# ---------------------------------------------------------------------------------------------
+# Separability.
+
+
+def probe_accuracy(
+    features: np.ndarray, labels: np.ndarray, test_fraction: float = 0.3, seed: int = 0
+) -> float | None:
+    """How linearly separable two classes of latents are (e.g. safe and unsafe): the balanced
+    accuracy (mean recall of the two classes, so 0.5 is chance whatever their sizes) of a
+    logistic regression on a held-out `test_fraction`, trained on the rest. None when a class
+    has fewer than 2 members, so no held-out estimate exists."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import balanced_accuracy_score
+    from sklearn.model_selection import train_test_split
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    labels = np.asarray(labels, bool)
+    if min(labels.sum(), (~labels).sum()) < 2:
+        return None
+    x_train, x_test, y_train, y_test = train_test_split(
+        np.asarray(features, np.float32),
+        labels,
+        test_size=test_fraction,
+        stratify=labels,
+        random_state=seed,
+    )
+    probe = make_pipeline(StandardScaler(), LogisticRegression(class_weight="balanced"))
+    probe.fit(x_train, y_train)
+    return float(balanced_accuracy_score(y_test, probe.predict(x_test)))
+
+
+def probe_series(run: Run) -> list[dict[str, Any]]:
+    """Per snapshot, oldest first: step, update, unsafe latents, latents, and the probe accuracy
+    of safe vs unsafe (None when one class is missing)."""
+    rows = []
+    for artifact in run.snapshots():
+        arrays = load_snapshot(artifact, ("step", "update", "features", "unsafe"))
+        rows.append({
+            "step": int(arrays["step"]),
+            "update": int(arrays["update"]),
+            "unsafe": int(arrays["unsafe"].sum()),
+            "latents": len(arrays["unsafe"]),
+            "probe_accuracy": probe_accuracy(arrays["features"], arrays["unsafe"]),
+        })  # fmt: skip
+    return rows
+
+
+# ---------------------------------------------------------------------------------------------
+# Maps.
+
+
+@dataclass
+class Similarity:
+    """x -> scale * x @ rotation + shift (rotation: orthogonal 2x2, a reflection allowed)."""
+
+    rotation: np.ndarray = field(default_factory=lambda: np.eye(2))
+    scale: float = 1.0
+    shift: np.ndarray = field(default_factory=lambda: np.zeros(2))
+
+    def __call__(self, points: np.ndarray) -> np.ndarray:
+        return (self.scale * points @ self.rotation + self.shift).astype(np.float32)
+
+
+def align(source: np.ndarray, target: np.ndarray) -> Similarity:
+    """The similarity that maps `source` [M, 2] closest to `target` [M, 2] in least squares
+    (orthogonal Procrustes with scale: rotation from the SVD of the centred cross-covariance)."""
+    source_mean, target_mean = source.mean(0), target.mean(0)
+    a, b = source - source_mean, target - target_mean
+    u, singular, vt = np.linalg.svd(a.T @ b)
+    rotation = u @ vt
+    scale = float(singular.sum() / max((a**2).sum(), 1e-12))
+    return Similarity(rotation, scale, target_mean - scale * source_mean @ rotation)
+
+
+class LatentMap:
+    """A 2-D UMAP map of latent features, into which new points can be placed.
+
+    `fits` counts the UMAP fits made (fitting is the slow part: seconds to a minute)."""
+
+    def __init__(self, n_neighbors: int = 15, min_dist: float = 0.1, seed: int | None = 0):
+        self.n_neighbors = n_neighbors
+        self.min_dist = min_dist
+        self.seed = seed
+        self.reducer: Any = None
+        self.placement = Similarity()
+        self.fits = 0
+
+    @property
+    def fitted(self) -> bool:
+        return self.reducer is not None
+
+    def fit(self, features: np.ndarray, align_to: np.ndarray | None = None) -> np.ndarray:
+        """Fit the map on `features` [M, F]; their coordinates [M, 2]. With `align_to` (earlier
+        coordinates [M, 2] of the same points) the map is rotated, scaled and shifted onto them."""
+        from umap import UMAP
+
+        features = np.asarray(features, np.float32)
+        if len(features) < 4:
+            raise ValueError(f"a latent map needs at least 4 points, got {len(features)}")
+        reducer = UMAP(
+            n_components=2,
+            n_neighbors=min(self.n_neighbors, len(features) - 1),
+            min_dist=self.min_dist,
+            random_state=self.seed,
+            n_jobs=1 if self.seed is not None else -1,  # a seed makes UMAP single-threaded
+        )
+        coords = reducer.fit_transform(features)
+        self.reducer, self.fits = reducer, self.fits + 1
+        self.placement = align(coords, align_to) if align_to is not None else Similarity()
+        return self.placement(coords)
+
+    def transform(self, features: np.ndarray) -> np.ndarray:
+        """Place new points [M, F] into the fitted map: coordinates [M, 2]."""
+        if not self.fitted:
+            raise ValueError("the latent map is not fitted yet; call fit first")
+        return self.placement(self.reducer.transform(np.asarray(features, np.float32)))
+
+    def refit(self, features: np.ndarray) -> np.ndarray:
+        """Fit afresh on `features`, aligned to where the current map places them."""
+        return self.fit(features, align_to=self.transform(features))
+
+
+class RunProjection:
+    """A run's latent map with its coordinates cached on disk (see the module docstring)."""
+
+    def __init__(
+        self,
+        run: Run | str | Path,
+        *,
+        cache_dir: str | Path | None = None,
+        max_points: int = 20_000,
+        n_neighbors: int = 15,
+        min_dist: float = 0.1,
+        seed: int | None = 0,
+    ):
+        self.run = run if isinstance(run, Run) else Run(run)
+        self.cache = Path(cache_dir) if cache_dir else default_cache(self.run.path)
+        self.max_points = max_points
+        self.map = LatentMap(n_neighbors, min_dist, seed)
+        self.map_version: int | None = None  # the version of the map held in memory
+        self.settings = {"n_neighbors": n_neighbors, "min_dist": min_dist, "seed": seed}
+        self.lock = threading.Lock()  # a dashboard may ask from several threads at once
+
+    def state(self) -> dict[str, Any]:
+        """map.json: version, snapshots (the names the map was fitted on), settings; {} if none
+        (or one made with other settings)."""
+        state = read_json(self.cache / "map.json")
+        return state if state.get("settings") == self.settings else {}
+
+    def coordinates(self, snapshot: Artifact | str | Path) -> np.ndarray:
+        """Coordinates [M, 2] of a snapshot's latents in the run's map."""
+        path = _path(snapshot)
+        with self.lock:
+            coords = self._cached(path)
+            if coords is not None:
+                return coords
+            if self.map_version != self.state().get("version"):  # none yet, or refit elsewhere
+                self._load_map()
+            return self._place(path)
+
+    def refit(self) -> None:
+        """Fit the map again on the newest snapshots, aligned to the current map."""
+        with self.lock:
+            state = self.state()
+            if state and self.map_version != state["version"]:
+                self._load_map()
+            paths = self._newest()
+            old = np.concatenate([self._place(path) for path in paths]) if state else None
+            self._fit(paths, old, state.get("version", 0) + 1)
+
+    def _place(self, path: Path) -> np.ndarray:
+        """A snapshot's coordinates from the cache, or placed into the map held in memory."""
+        coords = self._cached(path)
+        if coords is None:
+            coords = self.map.transform(load_snapshot(path, ("features",))["features"])
+            self._store(path, coords)
+        return coords
+
+    def _load_map(self) -> None:
+        """Rebuild the map from the cache (fitted on the same snapshots, aligned to their cached
+        coordinates), or fit a first one on the newest snapshots."""
+        state = self.state()
+        paths = [self.run.path / "snapshots" / f"{name}.npz" for name in state.get("snapshots", [])]
+        cached = [self._cached(path) if path.exists() else None for path in paths]
+        if paths and all(coords is not None for coords in cached):
+            self._fit(paths, np.concatenate(cached), state["version"])
+        else:
+            self._fit(self._newest(), None, state.get("version", 0) + 1)
+
+    def _newest(self) -> list[Path]:
+        """The newest snapshots holding at most `max_points` latents together (at least one)."""
+        chosen, total = [], 0
+        for artifact in reversed(self.run.snapshots()):
+            count = len(load_snapshot(artifact, ("unsafe",))["unsafe"])
+            if chosen and total + count > self.max_points:
+                break
+            chosen.append(artifact.path)
+            total += count
+        if not chosen:
+            raise RunError(f"{self.run.path} has no snapshots yet (set train.snapshot_every)")
+        return chosen[::-1]
+
+    def _fit(self, paths: list[Path], align_to: np.ndarray | None, version: int) -> None:
+        """Fit on these snapshots, cache their coordinates, and make `version` the current map."""
+        features = [load_snapshot(path, ("features",))["features"] for path in paths]
+        coords = self.map.fit(np.concatenate(features), align_to)
+        self.cache.mkdir(parents=True, exist_ok=True)
+        for old in self.cache.glob("v*"):
+            if old.name != f"v{version}":
+                shutil.rmtree(old, ignore_errors=True)
+        state = {"version": version, "snapshots": [p.stem for p in paths]}
+        write_json(self.cache / "map.json", {**state, "settings": self.settings})
+        self.map_version = version
+        splits = np.cumsum([len(f) for f in features])[:-1]
+        for path, part in zip(paths, np.split(coords, splits), strict=True):
+            self._store(path, part)
+
+    def _coords_file(self, path: Path) -> Path:
+        return self.cache / f"v{self.state().get('version', 0)}" / path.name
+
+    def _cached(self, path: Path) -> np.ndarray | None:
+        try:
+            arrays = load_arrays(self._coords_file(path))
+        except (OSError, ValueError):
+            return None
+        return arrays["coords"] if int(arrays["mtime_ns"]) == _mtime_ns(path) else None
+
+    def _store(self, path: Path, coords: np.ndarray) -> None:
+        file = self._coords_file(path)
+        file.parent.mkdir(parents=True, exist_ok=True)
+        save_arrays(file, {"coords": coords, "mtime_ns": np.int64(_mtime_ns(path))})
+
+
+def _mtime_ns(path: Path) -> int:
+    try:
+        return path.stat().st_mtime_ns
+    except FileNotFoundError:
+        raise RunError(f"no snapshot at {path}") from None
+
+
+def default_cache(run_path: Path) -> Path:
+    """RUN/.viewer-cache/projection, or a per-run folder in the user's cache dir when the run
+    directory cannot be written."""
+    if os.access(run_path, os.W_OK):
+        return run_path / CACHE_FOLDER / "projection"
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    key = hashlib.sha1(str(run_path.resolve()).encode()).hexdigest()[:16]
+    return base / "workbench" / "projection" / key
+
+
+_PROJECTIONS: dict[Path, RunProjection] = {}
+
+
+def projection(run: Run | str | Path) -> RunProjection:
+    """The process-wide `RunProjection` of a run (so its map is fitted once per process)."""
+    path = Path(run.path if isinstance(run, Run) else run).resolve()
+    if path not in _PROJECTIONS:
+        _PROJECTIONS[path] = RunProjection(path)
+    return _PROJECTIONS[path]
+
+
+def coordinates(run: Run | str | Path, snapshot: Artifact | str | Path) -> np.ndarray:
+    """Coordinates [M, 2] of a snapshot's latents in its run's map (cached on disk)."""
+    return projection(run).coordinates(snapshot)
