@@ -11,6 +11,7 @@ import common
 import streamlit as st
 
 st.set_page_config(page_title="workbench", page_icon="🛡️", layout="wide")
+common.sidebar()
 page = st.navigation([
     st.Page("pages/runs.py", title="Runs", icon="📈", default=True),
     st.Page("pages/latent_map.py", title="Latent map", icon="🗺️"),
@@ -19,5 +20,4 @@ page = st.navigation([
     st.Page("pages/compare.py", title="Compare", icon="⚖️"),
     st.Page("pages/train.py", title="Train", icon="🚀"),
 ])  # fmt: skip
-common.sidebar()
 page.run()

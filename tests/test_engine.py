@@ -142,3 +142,13 @@ def test_crashed_run_is_reported_as_crashed(tmp_path):
     (run_dir / "run.json").write_text(json.dumps({"schema": 1, "status": "running", "pid": 999999}))
     assert Run(run_dir).status == "crashed"
     assert Run(run_dir).metrics() == [] and Run(run_dir).checkpoints() == []
+
+
+def test_reader_drops_records_a_resumed_session_superseded(tmp_path):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "config.json").write_text("{}")
+    records = [("start", 0), ("episode", 40), ("episode", 90), ("start", 50), ("episode", 90)]
+    lines = [json.dumps({"kind": kind, "step": step}) for kind, step in records]
+    (run_dir / "metrics.jsonl").write_text("\n".join(lines) + "\n")
+    assert [r["step"] for r in Run(run_dir).metrics("episode")] == [40, 90]

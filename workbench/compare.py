@@ -374,17 +374,9 @@ def _outcome(run_dir: Path, steps: int) -> Outcome:
 
 
 def _episodes(run: Run, steps: int) -> dict[str, np.ndarray]:
-    """The run's training episodes that ended within `steps`, as arrays by field.
-
-    Episodes that a resumed run replayed from its checkpoint count once: a `start` record
-    supersedes the records before it at or after its step (see `hooks.MetricsWriter`)."""
-    kept: list[dict[str, Any]] = []
-    for record in run.metrics():
-        if record["kind"] == "start":
-            kept = [episode for episode in kept if episode["step"] < record["step"]]
-        # An episode's record carries the step count before its last step, hence `<`.
-        elif record["kind"] == "episode" and record["step"] < steps:
-            kept.append(record)
+    """The run's training episodes that ended within `steps`, as arrays by field (an episode's
+    record carries the step count before its last step, hence `<`)."""
+    kept = [record for record in run.metrics("episode") if record["step"] < steps]
     keys = ("step", "return", "cost", "cumulative_cost")
     return {key: np.array([record[key] for record in kept], dtype=float) for key in keys}
 

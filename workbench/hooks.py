@@ -153,7 +153,8 @@ class MetricsWriter(Hook):
 
     Each training session starts with a `start` record at the step it starts from. A resumed run
     replays from its checkpoint, so records at or after a `start`'s step that came before that
-    `start` are superseded (the interrupted process logged them past its last checkpoint)."""
+    `start` are superseded (the interrupted process logged them past its last checkpoint;
+    `Run.metrics` drops them)."""
 
     def __init__(self, log_every: int):
         self.log_every = log_every

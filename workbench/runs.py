@@ -222,6 +222,7 @@ class Run:
     """Read a run directory, whether finished, still being written, or left by a crash.
 
     Metrics are read incrementally: each call reads only what was appended since the last one.
+    Records that a resumed session superseded (see `_supersede`) are dropped.
     """
 
     def __init__(self, path: str | Path):
@@ -284,10 +285,19 @@ class Run:
         end = chunk.rfind(b"\n") + 1  # only complete lines; a partial one is read next time
         for line in chunk[:end].splitlines():
             try:
-                self._records.append(json.loads(line))
+                record = json.loads(line)
             except json.JSONDecodeError:
                 self.skipped_lines += 1
+                continue
+            if record.get("kind") == "start":
+                self._supersede(record["step"])
+            self._records.append(record)
         self._offset += end
+
+    def _supersede(self, step: int) -> None:
+        """A session resumed from a checkpoint at `step` logs again what the interrupted one
+        logged past it: keep only the newer records."""
+        self._records = [r for r in self._records if r["kind"] == "start" or r["step"] < step]
 
     def episodes(self) -> list[Artifact]:
         return self._artifacts(EPISODES, "ep_")

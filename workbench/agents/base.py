@@ -10,6 +10,9 @@ are checkpointed by `state_dict`) with three methods the engine calls:
 and one that viewers call: `inspect(features)`, per-state quantities worth showing (values, cost
 values, and for some agents a barrier value). The world model is held, not owned: it is trained
 by the engine and is not part of the agent's state_dict.
+
+`OfflineAgent` is the same interface for agents learnt from a fixed dataset (`offline.py`),
+whose `update(transitions)` takes a minibatch of dataset transitions instead.
 """
 
 from __future__ import annotations
@@ -195,6 +198,54 @@ class Agent(nn.Module):
             "agent/disagreement": imagination.disagreement.mean().item(),
             "agent/return_scale": self.return_scale.item(),
         }
+
+
+class OfflineAgent(nn.Module):
+    """An agent learnt from a dataset by `workbench.offline`. It acts, is inspected, imagines
+    (for snapshots) and is checkpointed like `Agent`, with a deterministic `actor` (its `mode`)
+    that subclasses build; `update(transitions)` takes a minibatch of dataset transitions
+    {features, action, reward, cost, next_features, done, safe} [N, ...] and returns metrics."""
+
+    actor: nn.Module
+
+    def __init__(self, config: Config, world_model: WorldModel, action_dim: int):
+        super().__init__()
+        self.config = config
+        self._world_model = [world_model]  # held in a list so it is not part of state_dict
+
+    @property
+    def world_model(self) -> WorldModel:
+        return self._world_model[0]
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        raise NotImplementedError
+
+    def update(self, transitions: dict[str, Tensor]) -> dict[str, float]:
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def act(self, latent: Latent, explore: bool) -> Tensor:
+        """The policy's action (deterministic: offline there is nothing to explore)."""
+        return self.actor.mode(latent.features())
+
+    @torch.no_grad()
+    def inspect(self, features: Tensor) -> dict[str, Tensor]:
+        return {}
+
+    @torch.no_grad()
+    def latent_codes(self, features: Tensor, actions: Tensor) -> dict[str, Tensor]:
+        """Per-state codes worth a snapshot (LSPC: its CVAE's latent codes), name -> [M, D]."""
+        return {}
+
+    @torch.no_grad()
+    def imagine_from(self, start: Latent, member: int | None = None) -> Imagination:
+        """Roll the policy `agent.horizon` steps in the world model from start states [N]."""
+        return self.world_model.imagine(self.actor.mode, start, self.config.agent.horizon, member)
+
+    def step(self, optimizer: torch.optim.Optimizer, loss: Tensor) -> float:
+        """One gradient step of the optimiser's parameters on `loss`, clipped; the norm."""
+        parameters = [p for group in optimizer.param_groups for p in group["params"]]
+        return _step(optimizer, loss, parameters, self.config)
 
 
 def episode_steps(config: Config) -> int:

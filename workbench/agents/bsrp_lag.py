@@ -10,6 +10,7 @@ Each update:
    deviations of the same estimate over the ensemble: the same start states imagined once with
    each transition head alone (no gradients). The spread is taken over whole estimates, not per
    state, so it measures the members' disagreement rather than the noise of single rollouts.
+   (These K extra rollouts make an update about 4x Dreamer's with K = 5; pessimism 0 skips them.)
 4. Move the Lagrange multiplier by the PID rule on the violation J_c - budget (`lagrange.py`).
 5. Augmented Lagrangian penalty (Nocedal & Wright, eq. 17.65) with multiplier l and quadratic
    weight c on g = J_c - budget:
@@ -42,8 +43,9 @@ class BSRPLag(Agent):
         reward_return = self.returns(imagination, imagination.reward, self.critic)  # 2
         cost_return = self.returns(imagination, imagination.cost, self.cost_critic)
         weights = self.discount_weights(imagination)
-        spread = self.member_spread(imagination)  # 3
-        cost_estimate = weighted_average(cost_return, weights) + cfg.lagrange.pessimism * spread
+        cost_estimate = weighted_average(cost_return, weights)  # 3
+        spread = self.member_spread(imagination) if cfg.lagrange.pessimism else 0.0
+        cost_estimate = cost_estimate + cfg.lagrange.pessimism * spread
         multiplier = self.lagrangian.update(cost_estimate.item())  # 4
         violation = cost_estimate - self.cost_budget
         penalty = augmented_lagrangian(violation, multiplier, cfg.lagrange.penalty)  # 5
@@ -57,7 +59,7 @@ class BSRPLag(Agent):
             "agent/actor_grad_norm": grad_norm,
             "lagrange/multiplier": multiplier,
             "lagrange/cost_estimate": cost_estimate.item(),
-            "lagrange/cost_spread": spread.item(),
+            "lagrange/cost_spread": float(spread),
             "lagrange/budget": self.cost_budget,
             "lagrange/penalty": penalty.item(),
         })  # fmt: skip

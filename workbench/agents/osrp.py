@@ -126,7 +126,7 @@ class OSRP(Dreamer):
         horizon, count = self.config.planner.horizon, self.config.planner.actor_samples
         starts = start.map(lambda x: x.repeat_interleave(count, 0))
         actions = self.world_model.imagine(self.actor.sample, starts, horizon).actions
-        return actions.reshape(horizon, len(start.deter), count, -1).float()
+        return actions.reshape(horizon, len(start.deter), count, actions.shape[-1]).float()
 
     def score(self, start: Latent, actions: Tensor) -> tuple[Tensor, Tensor]:
         """Reward and cost returns [N, S] of action sequences [H, N, S, A] from start states [N]."""
