@@ -27,6 +27,15 @@ def runs_root() -> Path:
     return Path(os.environ.get(RUNS_DIR_VARIABLE, "runs"))
 
 
+def markdown_table(rows: list[dict]) -> str:
+    """Rows as a markdown table (st.table and st.dataframe need pyarrow, which this numpy < 2
+    environment cannot import)."""
+    columns = list(rows[0]) if rows else []
+    lines = ["| " + " | ".join(columns) + " |", "|" + " --- |" * len(columns)]
+    lines += ["| " + " | ".join(str(row.get(c, "")) for c in columns) + " |" for row in rows]
+    return "\n".join(lines)
+
+
 def unreadable(what: str, error: BaseException) -> None:
     """A clear message in place of what could not be read."""
     st.warning(f"Could not read {what}: {error}", icon="⚠️")

@@ -152,3 +152,10 @@ def test_reader_drops_records_a_resumed_session_superseded(tmp_path):
     lines = [json.dumps({"kind": kind, "step": step}) for kind, step in records]
     (run_dir / "metrics.jsonl").write_text("\n".join(lines) + "\n")
     assert [r["step"] for r in Run(run_dir).metrics("episode")] == [40, 90]
+
+
+def test_a_non_empty_folder_that_is_no_run_is_left_alone(fake_envs, tiny_config, tmp_path):
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(RunError, match="holds no run"):
+        Engine(tiny_config, tmp_path, progress=False)
+    assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]

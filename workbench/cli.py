@@ -8,7 +8,15 @@ import sys
 import time
 from pathlib import Path
 
-from workbench.config import ALGOS, PRESETS, Config, ConfigError, parse_assignment, resolve
+from workbench.config import (
+    ALGOS,
+    OFFLINE_ALGOS,
+    PRESETS,
+    Config,
+    ConfigError,
+    parse_assignment,
+    resolve,
+)
 from workbench.runs import RunError
 
 
@@ -17,8 +25,17 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     from workbench.compare import add_command as _add_compare  # cheap: no torch, no plotly
     from workbench.dashboard import add_command as _add_dashboard  # cheap: no streamlit
+    from workbench.inspect.bench import add_command as _add_bench_inspect  # cheap: no umap
 
-    for add in (_add_train, _add_eval, _add_bench, _add_tasks, _add_compare, _add_dashboard):
+    for add in (
+        _add_train,
+        _add_eval,
+        _add_bench,
+        _add_tasks,
+        _add_compare,
+        _add_dashboard,
+        _add_bench_inspect,
+    ):
         add(commands)
     args = parser.parse_args(argv)
     try:
@@ -54,6 +71,11 @@ def _add_train(commands) -> None:
         help="continue this run from its newest checkpoint",
     )
     p.add_argument(
+        "--dataset",
+        type=Path,
+        help="the dataset an offline algo (lspc, bc-all, bc-safe) learns from (its task is used)",
+    )
+    p.add_argument(
         "--set",
         action="append",
         default=[],
@@ -86,23 +108,29 @@ def train_config(
 
 def _train(args) -> int:
     from workbench.engine import Engine
+    from workbench.offline import OfflineEngine
 
     if args.resume:
         engine = Engine.resume(args.resume, steps=args.steps, progress=not args.no_progress)
     else:
+        task, sets = args.task, list(args.set)
+        if args.dataset:
+            task = _dataset_task(args)
+            sets.append(f"offline.dataset={args.dataset}")
         config = train_config(
             args.preset,
             args.algo,
             args.seed,
-            task=args.task,
+            task=task,
             steps=args.steps,
             device=args.device,
-            sets=args.set,
+            sets=sets,
         )
         run_dir = args.run_dir or Path("runs") / (
             f"{config.env.task}-{config.algo}-s{config.train.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
         )
-        engine = Engine(config, run_dir, progress=not args.no_progress)
+        engine_class = OfflineEngine if config.algo in OFFLINE_ALGOS else Engine
+        engine = engine_class(config, run_dir, progress=not args.no_progress)
     print(f"run directory: {engine.run_dir}  (device {engine.device})")
     status = engine.train()
     print(f"training {status} at step {engine.step}: {engine.run_dir}")
@@ -110,6 +138,18 @@ def _train(args) -> int:
         f"  look at it:  workbench eval {engine.run_dir}   |   workbench dashboard {engine.run_dir.parent}"
     )
     return 0 if status in ("finished", "stopped") else 1
+
+
+def _dataset_task(args) -> str:
+    """The task of `--dataset` (offline runs take theirs from it), checked against the flags."""
+    from workbench.datasets import load_dataset
+
+    task = load_dataset(args.dataset).task
+    if args.task and args.task != task:
+        raise ConfigError(f"--task {args.task}: the dataset was collected on {task}")
+    if args.steps:
+        raise ConfigError("offline runs take no env steps: set offline.updates (and model_updates)")
+    return task
 
 
 # --- eval ------------------------------------------------------------------------------------

@@ -97,10 +97,15 @@ class RunWriter:
         self.path = Path(path)
         if resume:
             self._check_resumable()
-        elif self.path.exists() and any(self.path.iterdir()):
+        elif (self.path / CONFIG_FILE).exists():
             raise RunError(
                 f"{self.path} already holds a run; continue it with --resume {self.path} "
                 "or choose another --run-dir"
+            )
+        elif self.path.exists() and any(self.path.iterdir()):
+            raise RunError(
+                f"{self.path} is not empty and holds no run; choose another --run-dir "
+                "(nothing in it was touched)"
             )
         for sub in (EPISODES, EVAL, SNAPSHOTS, CHECKPOINTS):
             (self.path / sub).mkdir(parents=True, exist_ok=True)

@@ -18,7 +18,7 @@ def show_results(folder) -> None:
     if table.is_file():
         st.markdown(table.read_text())
     elif summary.get("algorithms"):
-        st.dataframe(summary["algorithms"])
+        st.markdown(common.markdown_table(summary["algorithms"]))
     else:
         st.info("No results yet: the comparison's runs are still training (or none finished).")
     for missing in summary.get("missing", []):

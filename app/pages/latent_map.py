@@ -37,7 +37,7 @@ def show_latent(snapshot: dict, index: int | None) -> None:
     }
     if "barrier" in snapshot:
         facts["barrier B(z)"] = f"{snapshot['barrier'][index]:.3f}"
-    st.table({"": list(facts), "value": [str(v) for v in facts.values()]})
+    st.markdown(common.markdown_table([{"": name, "value": value} for name, value in facts.items()]))
 
 
 @st.fragment(run_every=common.refresh_every())

@@ -14,6 +14,10 @@ REGISTRY = {
     "osrp-lag": "workbench.agents.osrp:OSRPLag",
     "barrier": "workbench.agents.barrier:BarrierAgent",
     "cerl": "workbench.agents.cerl:CERL",
+    # Offline agents (base.OfflineAgent), trained by workbench.offline from a dataset:
+    "lspc": "workbench.agents.lspc:LSPC",
+    "bc-all": "workbench.agents.bc:BehaviourCloning",
+    "bc-safe": "workbench.agents.bc:SafeBehaviourCloning",
 }
 
 

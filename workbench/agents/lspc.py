@@ -1,0 +1,206 @@
+"""LSPC: a latent safety-constrained policy, learnt from a fixed dataset (seed 003: Koirala et
+al., "Latent Safety-Constrained Policy Approach for Safe Offline Reinforcement Learning").
+
+The policy never picks raw actions. A conditional VAE learns the actions of safe behaviour given
+the state; the policy picks a point in the CVAE's latent space, bounded to [-bound, bound]^d,
+and the decoder turns it into an action, so its actions stay near safe behaviour. Within that
+space it maximises reward by advantage-weighted regression, with critics learnt from the data
+alone (IQL style: no action outside the dataset is ever evaluated).
+
+Each update, on a minibatch of dataset transitions (s, a, r, c, s', done), each marked safe when
+its episode's cost is within `agent.cost_limit`:
+
+1. CVAE, on the safe transitions: encoder q(z | s, a) = N(mu, sigma), decoder D(s, z) in [-1, 1];
+   loss |D(s, z) - a|^2 + beta KL(q || N(0, I)), z sampled from q.
+2. Reward critics (IQL): V_r(s) regresses the expectile tau of the target critic Q_r(s, a) over
+   the dataset's actions (close to the best the data does from s); Q_r(s, a) regresses
+   r + gamma (1 - done) V_r(s').
+3. Cost critics: the same with the cost and the expectile 1 - tau, so V_c(s) is close to the
+   cost of the safest behaviour in the data from s.
+4. Policy: z = bound * tanh(pi(s)), its action D(s, z) (the decoder held fixed), regressed onto
+   the dataset's action with weight exp(temperature * A), clipped at MAX_WEIGHT. The advantage
+   puts safety first: where V_c(s) is within the cost budget (`cost_budget`, the limit in the
+   critic's units), A = Q_r(s, a) - V_r(s); elsewhere A = -(Q_c(s, a) - V_c(s)), which favours
+   the data's least costly actions. Each advantage is divided by its batch standard deviation,
+   so the temperature means the same whatever the scale of rewards and costs.
+5. The target critics follow the critics slowly.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+from torch.distributions import Normal, kl_divergence
+
+from workbench.agents.base import Critic, OfflineAgent, cost_budget
+from workbench.config import Config
+from workbench.nets import MLP
+from workbench.world_model import WorldModel
+
+MAX_WEIGHT = 100.0
+"""Upper clip of the policy's regression weights (as in IQL), so a few transitions cannot
+dominate a batch."""
+LOG_STD_RANGE = (-5.0, 2.0)
+
+
+def expectile_loss(difference: Tensor, tau: float) -> Tensor:
+    """Mean of |tau - 1(u < 0)| u^2 over u = target - prediction: minimised by the expectile
+    tau of the targets (tau = 0.5: the mean; towards 1: the maximum; towards 0: the minimum)."""
+    weight = torch.where(difference < 0, 1 - tau, tau)
+    return (weight * difference.square()).mean()
+
+
+class CVAE(nn.Module):
+    """q(z | s, a) = N(mu, sigma) and a decoder D(s, z) in [-1, 1]; the prior is N(0, I)."""
+
+    def __init__(self, feature_dim: int, action_dim: int, latent_dim: int, hidden: int, layers: int):
+        super().__init__()
+        self.latent_dim = latent_dim
+        self.encoder = MLP(feature_dim + action_dim, 2 * latent_dim, hidden, layers)
+        self.decoder = MLP(feature_dim + latent_dim, action_dim, hidden, layers)
+
+    def encode(self, features: Tensor, action: Tensor) -> Normal:
+        mean, log_std = self.encoder(torch.cat([features, action], -1)).chunk(2, -1)
+        return Normal(mean, log_std.clamp(*LOG_STD_RANGE).exp())
+
+    def decode(self, features: Tensor, latent: Tensor) -> Tensor:
+        return torch.tanh(self.decoder(torch.cat([features, latent], -1)))
+
+    def losses(self, features: Tensor, action: Tensor) -> tuple[Tensor, Tensor]:
+        """Per transition [N]: reconstruction error (z sampled from q) and KL(q || prior)."""
+        posterior = self.encode(features, action)
+        reconstruction = self.decode(features, posterior.rsample())
+        prior = Normal(torch.zeros_like(posterior.loc), torch.ones_like(posterior.scale))
+        error = (reconstruction - action).square().sum(-1)
+        return error, kl_divergence(posterior, prior).sum(-1)
+
+
+class LatentActor(nn.Module):
+    """Acts in the CVAE's latent space: z = bound * tanh(net(s)), then the action D(s, z)."""
+
+    def __init__(self, feature_dim: int, cvae: CVAE, bound: float, hidden: int, layers: int):
+        super().__init__()
+        self.net = MLP(feature_dim, cvae.latent_dim, hidden, layers)
+        self.cvae = cvae  # shared with the agent
+        self.bound = bound
+
+    def latent(self, features: Tensor) -> Tensor:
+        return self.bound * torch.tanh(self.net(features))
+
+    def mode(self, features: Tensor) -> Tensor:
+        return self.cvae.decode(features, self.latent(features))
+
+
+class Critics(nn.Module):
+    """For one signal (reward or cost): Q(s, a) with a slowly following target, and V(s), the
+    expectile `expectile` of the target Q over the dataset's actions."""
+
+    def __init__(self, feature_dim: int, action_dim: int, hidden: int, layers: int, expectile: float):
+        super().__init__()
+        self.q = Critic(feature_dim + action_dim, hidden, layers)
+        self.v = MLP(feature_dim, 1, hidden, layers)
+        self.expectile = expectile
+
+    def value(self, features: Tensor) -> Tensor:
+        return self.v(features).squeeze(-1)
+
+    @torch.no_grad()
+    def advantage(self, features: Tensor, action: Tensor) -> Tensor:
+        return self.q.target_value(torch.cat([features, action], -1)) - self.value(features)
+
+    def losses(self, transitions: dict[str, Tensor], signal: Tensor, gamma: float):
+        """(Q loss, V loss) on a minibatch, for the reward or cost `signal` [N]."""
+        features, next_features = transitions["features"], transitions["next_features"]
+        state_action = torch.cat([features, transitions["action"]], -1)
+        target_q = self.q.target_value(state_action).detach()
+        v_loss = expectile_loss(target_q - self.value(features), self.expectile)
+        with torch.no_grad():
+            target = signal + gamma * (1 - transitions["done"]) * self.value(next_features)
+        q_loss = (self.q(state_action) - target).square().mean()
+        return q_loss, v_loss
+
+
+class LSPC(OfflineAgent):
+    def __init__(self, config: Config, world_model: WorldModel, action_dim: int):
+        super().__init__(config, world_model, action_dim)
+        cfg, lspc, lr = config.agent, config.lspc, config.offline.lr
+        feature_dim = world_model.feature_dim
+        self.cvae = CVAE(feature_dim, action_dim, lspc.latent_dim, cfg.hidden, cfg.layers)
+        self.actor = LatentActor(feature_dim, self.cvae, lspc.latent_bound, cfg.hidden, cfg.layers)
+        sizes = (feature_dim, action_dim, cfg.hidden, cfg.layers)
+        self.reward_critics = Critics(*sizes, expectile=lspc.expectile)
+        self.cost_critics = Critics(*sizes, expectile=1 - lspc.expectile)
+        critics = [*self.reward_critics.parameters(), *self.cost_critics.parameters()]
+        self.cvae_optimizer = torch.optim.Adam(self.cvae.parameters(), lr=lr)
+        self.critic_optimizer = torch.optim.Adam([p for p in critics if p.requires_grad], lr=lr)
+        self.actor_optimizer = torch.optim.Adam(self.actor.net.parameters(), lr=lr)
+        self.budget = cost_budget(config)
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {
+            "cvae": self.cvae_optimizer,
+            "critic": self.critic_optimizer,
+            "actor": self.actor_optimizer,
+        }
+
+    def update(self, transitions: dict[str, Tensor]) -> dict[str, float]:
+        features, action, safe = transitions["features"], transitions["action"], transitions["safe"]
+        gamma = self.config.agent.gamma
+        recon, kl = self.cvae.losses(features, action)  # 1
+        cvae_loss = (safe * (recon + self.config.lspc.beta * kl)).sum() / safe.sum().clamp(min=1)
+        self.step(self.cvae_optimizer, cvae_loss)
+        reward_q, reward_v = self.reward_critics.losses(transitions, transitions["reward"], gamma)  # 2
+        cost_q, cost_v = self.cost_critics.losses(transitions, transitions["cost"], gamma)  # 3
+        self.step(self.critic_optimizer, reward_q + reward_v + cost_q + cost_v)
+        weight, feasible = self.policy_weights(features, action)  # 4
+        self.cvae.requires_grad_(False)
+        try:
+            error = (self.actor.mode(features) - action).square().sum(-1)
+        finally:
+            self.cvae.requires_grad_(True)
+        actor_loss = (weight * error).mean()
+        grad_norm = self.step(self.actor_optimizer, actor_loss)
+        tau = self.config.agent.target_tau  # 5
+        self.reward_critics.q.follow(tau)
+        self.cost_critics.q.follow(tau)
+        safe_recon = (safe * recon).sum() / safe.sum().clamp(min=1)
+        return {
+            "lspc/cvae_recon": safe_recon.item(),
+            "lspc/cvae_kl": ((safe * kl).sum() / safe.sum().clamp(min=1)).item(),
+            "lspc/feasible_fraction": feasible.float().mean().item(),
+            "lspc/weight_mean": weight.mean().item(),
+            "agent/critic_loss": (reward_q + reward_v).item(),
+            "agent/cost_critic_loss": (cost_q + cost_v).item(),
+            "agent/actor_loss": actor_loss.item(),
+            "agent/actor_grad_norm": grad_norm,
+            "agent/cost_budget": self.budget,
+        }
+
+    @torch.no_grad()
+    def policy_weights(self, features: Tensor, action: Tensor) -> tuple[Tensor, Tensor]:
+        """Step 4's regression weights [N], and where the state is within the budget [N]."""
+        feasible = self.cost_critics.value(features) <= self.budget
+        reward_advantage = _standardised(self.reward_critics.advantage(features, action))
+        cost_advantage = _standardised(self.cost_critics.advantage(features, action))
+        advantage = torch.where(feasible, reward_advantage, -cost_advantage)
+        weight = (self.config.lspc.temperature * advantage).exp().clamp(max=MAX_WEIGHT)
+        return weight, feasible
+
+    @torch.no_grad()
+    def inspect(self, features: Tensor) -> dict[str, Tensor]:
+        return {
+            "value": self.reward_critics.value(features),
+            "cost_value": self.cost_critics.value(features),
+        }
+
+    @torch.no_grad()
+    def latent_codes(self, features: Tensor, actions: Tensor) -> dict[str, Tensor]:
+        """The CVAE's code (its encoder's mean) of each state's action, and the policy's latent."""
+        return {
+            "cvae_latent": self.cvae.encode(features, actions).mean,
+            "policy_latent": self.actor.latent(features),
+        }
+
+
+def _standardised(advantage: Tensor) -> Tensor:
+    return advantage / advantage.std().clamp(min=1e-6)
