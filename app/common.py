@@ -205,11 +205,7 @@ def projection(run: Run, snapshot: Artifact) -> np.ndarray | None:
     if key not in futures:
         futures[key] = executor.submit(_coordinates, run.path, snapshot)
     future = futures[key]
-    if not future.done():
-        return None
-    if future.exception() is not None:
-        del futures[key]  # try again on the next refresh (the run may have changed)
-    return future.result()
+    return future.result() if future.done() else None  # a failure stays until "Refit the map"
 
 
 def _coordinates(path: Path, snapshot: Artifact) -> np.ndarray:

@@ -17,7 +17,7 @@ from workbench.config import (
     parse_assignment,
     resolve,
 )
-from workbench.runs import RunError
+from workbench.runs import Run, RunError
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -25,6 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     from workbench.compare import add_command as _add_compare  # cheap: no torch, no plotly
     from workbench.dashboard import add_command as _add_dashboard  # cheap: no streamlit
+    from workbench.datasets import add_command as _add_dataset  # cheap: numpy only
     from workbench.inspect.bench import add_command as _add_bench_inspect  # cheap: no umap
 
     for add in (
@@ -35,6 +36,7 @@ def main(argv: list[str] | None = None) -> int:
         _add_compare,
         _add_dashboard,
         _add_bench_inspect,
+        _add_dataset,
     ):
         add(commands)
     args = parser.parse_args(argv)
@@ -111,6 +113,8 @@ def _train(args) -> int:
     from workbench.offline import OfflineEngine
 
     if args.resume:
+        if Run(args.resume).config().get("algo") in OFFLINE_ALGOS:
+            raise RunError(f"{args.resume} is an offline run: train it again, into a new --run-dir")
         engine = Engine.resume(args.resume, steps=args.steps, progress=not args.no_progress)
     else:
         task, sets = args.task, list(args.set)

@@ -106,9 +106,11 @@ class Behaviour:
         """'random', or RUN_DIR / CHECKPOINT_FILE, optionally followed by ':NOISE'."""
         if text == "random":
             return cls(None)
-        path, _, noise = text.rpartition(":") if ":" in text else (text, "", "")
+        path, colon, noise = text.rpartition(":")
+        if not colon:
+            path, noise = text, "0"
         try:
-            behaviour = cls(Path(path), float(noise or 0.0))
+            behaviour = cls(Path(path), float(noise))
         except ValueError:
             raise DatasetError(f"--policy {text!r}: expected random, RUN or RUN:NOISE") from None
         if behaviour.noise < 0 or not behaviour.checkpoint.exists():
@@ -136,8 +138,9 @@ def build_dataset(
     import torch
     from tqdm.auto import tqdm
 
-    from workbench.envs import make_env
+    from workbench.envs import check_task, make_env
 
+    check_task(task)
     if episodes <= 0 or not behaviours:
         raise DatasetError("give --episodes N > 0 and at least one --policy")
     env_settings = dict(
@@ -155,7 +158,9 @@ def build_dataset(
                 episode_seed = seed + len(writer.meta["episodes"])
                 episode = play(env, episode_seed, rng)
                 record = writer.add(episode, name, behaviour.noise, episode_seed)
-                bar.set_postfix(policy=name[-30:], ret=f"{record['return']:.1f}", cost=record["cost"])
+                bar.set_postfix(
+                    policy=name[-30:], ret=f"{record['return']:.1f}", cost=record["cost"]
+                )
                 bar.update()
     finally:
         bar.close()
@@ -171,7 +176,8 @@ def _player(behaviour: Behaviour, task: str, env: dict[str, Any], device: str):
     from workbench.engine import play_episode
 
     path = behaviour.checkpoint
-    loaded = load_agent(path.parent.parent, device, path) if path.is_file() else load_agent(path, device)
+    run = path.parent.parent if path.is_file() else path  # RUN/checkpoints/ckpt_<step>.pt
+    loaded = load_agent(run, device, checkpoint=path if path.is_file() else None)
     trained = loaded.config.env
     if (trained.task, trained.image_size, trained.action_repeat) != (
         task, env["image_size"], env["action_repeat"]
@@ -180,7 +186,6 @@ def _player(behaviour: Behaviour, task: str, env: dict[str, Any], device: str):
             f"{path} was trained on {trained.task} at image size {trained.image_size} and action "
             f"repeat {trained.action_repeat}; collect with the same settings"
         )
-    run = path.parent.parent if path.is_file() else path
 
     def play(env, seed: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
         played = play_episode(
@@ -274,13 +279,17 @@ def load_dataset(path: str | Path) -> Dataset:
     path = Path(path)
     meta_path = path / META_FILE
     if not meta_path.is_file():
-        raise DatasetError(f"no dataset at {path} (no {META_FILE}); build one with `workbench dataset build`")
+        raise DatasetError(
+            f"no dataset at {path} (no {META_FILE}); build one with `workbench dataset build`"
+        )
     try:
         meta = json.loads(meta_path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise DatasetError(f"{meta_path} is damaged ({error}); rebuild the dataset") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise DatasetError(f"{path} is not a workbench dataset ({META_FILE} has no format {FORMAT!r})")
+        raise DatasetError(
+            f"{path} is not a workbench dataset ({META_FILE} has no format {FORMAT!r})"
+        )
     if not isinstance(meta.get("version"), int) or meta["version"] > VERSION:
         raise DatasetError(
             f"{path} has format version {meta.get('version')!r}; this workbench reads version "
@@ -397,9 +406,6 @@ def add_command(commands) -> None:
 
 
 def _build(args) -> int:
-    from workbench.envs import check_task
-
-    check_task(args.task)
     path = build_dataset(
         args.task,
         args.out,

@@ -190,7 +190,8 @@ class Engine:
             self.bus.emit(ExceptionEvent(self.step, error=error))
             raise
         finally:
-            signal.signal(signal.SIGTERM, previous_handler)
+            with contextlib.suppress(ValueError):  # not the main thread: nothing was changed
+                signal.signal(signal.SIGTERM, previous_handler)
             with contextlib.suppress(Exception):
                 self.bus.emit(TrainEnd(self.step, status=status, wall_time=time.time() - start))
             self.close(status)

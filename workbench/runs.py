@@ -291,7 +291,9 @@ class Run:
         for line in chunk[:end].splitlines():
             try:
                 record = json.loads(line)
-            except json.JSONDecodeError:
+            except ValueError:  # not JSON, or not even UTF-8
+                record = None
+            if not _is_record(record):
                 self.skipped_lines += 1
                 continue
             if record.get("kind") == "start":
@@ -325,6 +327,11 @@ class Run:
                 if digits.isdigit():
                     found.append(Artifact(path, int(digits)))
         return sorted(found, key=lambda a: (a.number, a.path.name))
+
+
+def _is_record(record: Any) -> bool:
+    """What `RunWriter.log` writes: an object with a kind and an integer step."""
+    return isinstance(record, dict) and "kind" in record and isinstance(record.get("step"), int)
 
 
 def _listdir(folder: Path) -> Iterator[Path]:

@@ -59,8 +59,8 @@ if TYPE_CHECKING:
     from workbench.engine import Engine
 
 Update = tuple[str, Any]
-"""(kind, payload): records [dicts], snapshot (path), episode (path), status, coords
-((snapshot path, [M, 2])), error (text)."""
+"""(kind, payload): records (new metric records), metrics (all of them, replacing those seen),
+snapshot (path), episode (path), status, coords ((snapshot path, [M, 2])), error (text)."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -183,7 +183,7 @@ class RunFollower:
         self.run = run
         self.inbox = inbox
         self.interval = interval
-        self.records_seen = 0
+        self.records: list[dict[str, Any]] = []
         self.latest: dict[str, Path | str | None] = {
             "snapshot": None,
             "episode": None,
@@ -193,9 +193,9 @@ class RunFollower:
     def poll(self) -> bool:
         """Queue what appeared since the last poll; False once the run is no longer written."""
         records = self.run.metrics()
-        if len(records) > self.records_seen:
-            self.inbox.put("records", records[self.records_seen :])
-            self.records_seen = len(records)
+        if records != self.records:  # sent whole: a resumed session may supersede old records
+            self.inbox.put("metrics", records)
+            self.records = records
         snapshots, evaluations = self.run.snapshots(), self.run.evaluations()
         self._put_if_new("snapshot", snapshots[-1].path if snapshots else None)
         self._put_if_new("episode", evaluations[-1].path if evaluations else None)
@@ -251,7 +251,9 @@ class CurvesView:
         keys = figures.metric_keys(self.records)
         for menu, plot in self.panels:
             if len(keys) != len(menu.options):
-                menu.options = sorted({*keys, menu.value})  # keeps the chosen value
+                chosen = menu.value
+                menu.options = sorted({*keys, chosen})
+                menu.value = chosen
             self._draw(menu, plot)
 
     def _draw(self, menu: ipw.Dropdown, plot: go.FigureWidget) -> None:
@@ -282,7 +284,9 @@ class LatentMapView:
             return
         choices = list(figures.color_choices(data.snapshot))
         if list(self.coloring.options) != choices:
-            self.coloring.options = choices  # its observer draws
+            chosen = self.coloring.value
+            self.coloring.options = choices
+            self.coloring.value = chosen if chosen in choices else choices[0]
         self.caption.value = _snapshot_caption(data.snapshot) + (
             "" if data.coords is not None else " &mdash; fitting the latent map (UMAP)..."
         )
@@ -488,6 +492,8 @@ class Board:
         """On the loop: take in a batch of updates, then let every view redraw what changed."""
         try:
             changed = self._take(updates)
+            if "metrics" in changed:
+                changed.add("records")
             for view in self.views.values():
                 view.show(self.data, changed)
         except Exception:  # shown in the notebook, not lost in the kernel's log
@@ -499,6 +505,8 @@ class Board:
         for kind, payload in updates:
             if kind == "records":
                 data.records.extend(payload)
+            elif kind == "metrics":
+                data.records = list(payload)
             elif kind in ("snapshot", "episode"):
                 newest[kind] = payload
             elif kind == "coords":

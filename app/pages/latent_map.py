@@ -52,7 +52,6 @@ def show_map(run) -> None:
     artifact = common.pick_snapshot(snapshots, "latent_snapshot")
     try:
         snapshot = common.load_snapshot(artifact)
-        coords = common.projection(run, artifact)
         accuracy = common.probe_accuracy(str(artifact.path), artifact.path.stat().st_size)
     except common.READ_ERRORS as error:
         common.unreadable(f"snapshot {artifact.path.name}", error)
@@ -76,6 +75,11 @@ def show_map(run) -> None:
         if st.button("Refit the map", help="Fit UMAP again on the newest snapshots, aligned."):
             common.refit(run)
     with chart:
+        try:
+            coords = common.projection(run, artifact)
+        except common.READ_ERRORS as error:
+            common.unreadable("the latent map (press Refit the map to try again)", error)
+            return
         if coords is None:
             st.info("Projecting this snapshot with UMAP… (the first map of a run takes a while)")
             return

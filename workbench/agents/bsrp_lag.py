@@ -29,11 +29,12 @@ from torch import Tensor
 
 from workbench.agents.base import Agent, Update
 from workbench.agents.lagrange import PIDLagrangian
-from workbench.world_model import Imagination, Latent
+from workbench.config import Config
+from workbench.world_model import Imagination, Latent, WorldModel
 
 
 class BSRPLag(Agent):
-    def __init__(self, config, world_model, action_dim: int):
+    def __init__(self, config: Config, world_model: WorldModel, action_dim: int):
         super().__init__(config, world_model, action_dim)
         self.lagrangian = PIDLagrangian(config.lagrange, self.cost_budget)
 

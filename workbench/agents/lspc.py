@@ -53,7 +53,9 @@ def expectile_loss(difference: Tensor, tau: float) -> Tensor:
 class CVAE(nn.Module):
     """q(z | s, a) = N(mu, sigma) and a decoder D(s, z) in [-1, 1]; the prior is N(0, I)."""
 
-    def __init__(self, feature_dim: int, action_dim: int, latent_dim: int, hidden: int, layers: int):
+    def __init__(
+        self, feature_dim: int, action_dim: int, latent_dim: int, hidden: int, layers: int
+    ):
         super().__init__()
         self.latent_dim = latent_dim
         self.encoder = MLP(feature_dim + action_dim, 2 * latent_dim, hidden, layers)
@@ -95,7 +97,9 @@ class Critics(nn.Module):
     """For one signal (reward or cost): Q(s, a) with a slowly following target, and V(s), the
     expectile `expectile` of the target Q over the dataset's actions."""
 
-    def __init__(self, feature_dim: int, action_dim: int, hidden: int, layers: int, expectile: float):
+    def __init__(
+        self, feature_dim: int, action_dim: int, hidden: int, layers: int, expectile: float
+    ):
         super().__init__()
         self.q = Critic(feature_dim + action_dim, hidden, layers)
         self.v = MLP(feature_dim, 1, hidden, layers)
@@ -149,7 +153,9 @@ class LSPC(OfflineAgent):
         recon, kl = self.cvae.losses(features, action)  # 1
         cvae_loss = (safe * (recon + self.config.lspc.beta * kl)).sum() / safe.sum().clamp(min=1)
         self.step(self.cvae_optimizer, cvae_loss)
-        reward_q, reward_v = self.reward_critics.losses(transitions, transitions["reward"], gamma)  # 2
+        reward_q, reward_v = self.reward_critics.losses(
+            transitions, transitions["reward"], gamma
+        )  # 2
         cost_q, cost_v = self.cost_critics.losses(transitions, transitions["cost"], gamma)  # 3
         self.step(self.critic_optimizer, reward_q + reward_v + cost_q + cost_v)
         weight, feasible = self.policy_weights(features, action)  # 4

@@ -37,8 +37,8 @@ from torch import Tensor
 from workbench.agents.base import Update
 from workbench.agents.dreamer import Dreamer
 from workbench.agents.lagrange import PIDLagrangian
-from workbench.config import PlannerConfig
-from workbench.world_model import Latent
+from workbench.config import Config, PlannerConfig
+from workbench.world_model import Latent, WorldModel
 
 PLAN_STATISTICS = ("planner/safe_fraction", "planner/planned_return", "planner/planned_cost")
 
@@ -94,7 +94,7 @@ def cross_entropy_plan(
 
 
 class OSRP(Dreamer):
-    def __init__(self, config, world_model, action_dim: int):
+    def __init__(self, config: Config, world_model: WorldModel, action_dim: int):
         super().__init__(config, world_model, action_dim)
         self.plan_totals: Tensor | None = None  # sums of the statistics since the last update
         self.plan_count = 0
@@ -148,7 +148,7 @@ class OSRP(Dreamer):
 
 
 class OSRPLag(OSRP):
-    def __init__(self, config, world_model, action_dim: int):
+    def __init__(self, config: Config, world_model: WorldModel, action_dim: int):
         super().__init__(config, world_model, action_dim)
         self.lagrangian = PIDLagrangian(config.lagrange, self.cost_budget)
 

@@ -319,6 +319,9 @@ def _episode_rows(episode: Mapping[str, np.ndarray]) -> list[tuple[str, list[tup
     if "action" in episode:
         actions = np.asarray(episode["action"]).reshape(len(episode["action"]), -1)
         rows.append(
-            ("action", [(f"action {i}", actions[:, i], RUN_COLORS[i]) for i in range(actions.shape[1])])
+            (
+                "action",
+                [(f"action {i}", actions[:, i], RUN_COLORS[i]) for i in range(actions.shape[1])],
+            )
         )
     return rows
