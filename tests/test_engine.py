@@ -159,3 +159,14 @@ def test_a_non_empty_folder_that_is_no_run_is_left_alone(fake_envs, tiny_config,
     with pytest.raises(RunError, match="holds no run"):
         Engine(tiny_config, tmp_path, progress=False)
     assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
+
+
+@pytest.mark.parametrize("algo", ["dreamer", "bsrp-lag", "barrier"])
+def test_bf16_autocast_path_trains(fake_envs, tmp_path, algo):
+    """The mixed-precision path CUDA uses by default, exercised with CPU autocast."""
+    from workbench.config import resolve
+
+    config = resolve("tiny", {"train.device": "cpu", "train.precision": "bf16", "algo": algo})
+    assert Engine(config, tmp_path / "run", progress=False).train() == "finished"
+    losses = Run(tmp_path / "run").series("train", "wm/loss")[1]
+    assert len(losses) and np.isfinite(losses).all()

@@ -170,7 +170,7 @@ class LSPCConfig:
     latent_bound: float = 2.0
     """The policy's latent actions are squashed into [-bound, bound]."""
     beta: float = 0.5
-    """Weight of the CVAE's KL term."""
+    """Weight of the CVAE's KL term (KL and squared error each averaged over their dimensions)."""
     expectile: float = 0.7
     """Expectile tau of the IQL value regression."""
     temperature: float = 3.0

@@ -492,8 +492,6 @@ class Board:
         """On the loop: take in a batch of updates, then let every view redraw what changed."""
         try:
             changed = self._take(updates)
-            if "metrics" in changed:
-                changed.add("records")
             for view in self.views.values():
                 view.show(self.data, changed)
         except Exception:  # shown in the notebook, not lost in the kernel's log
@@ -507,6 +505,7 @@ class Board:
                 data.records.extend(payload)
             elif kind == "metrics":
                 data.records = list(payload)
+                kind = "records"  # to the views, the records changed
             elif kind in ("snapshot", "episode"):
                 newest[kind] = payload
             elif kind == "coords":

@@ -11,7 +11,9 @@ Each update, on a minibatch of dataset transitions (s, a, r, c, s', done), each 
 its episode's cost is within `agent.cost_limit`:
 
 1. CVAE, on the safe transitions: encoder q(z | s, a) = N(mu, sigma), decoder D(s, z) in [-1, 1];
-   loss |D(s, z) - a|^2 + beta KL(q || N(0, I)), z sampled from q.
+   loss |D(s, z) - a|^2 + beta KL(q || N(0, I)), z sampled from q, both averaged over their
+   dimensions (as in BCQ and PLAS, whose beta = 0.5 this keeps: a heavier KL lets the decoder
+   ignore z, so that every latent action decodes to the same average safe action).
 2. Reward critics (IQL): V_r(s) regresses the expectile tau of the target critic Q_r(s, a) over
    the dataset's actions (close to the best the data does from s); Q_r(s, a) regresses
    r + gamma (1 - done) V_r(s').
@@ -69,12 +71,13 @@ class CVAE(nn.Module):
         return torch.tanh(self.decoder(torch.cat([features, latent], -1)))
 
     def losses(self, features: Tensor, action: Tensor) -> tuple[Tensor, Tensor]:
-        """Per transition [N]: reconstruction error (z sampled from q) and KL(q || prior)."""
+        """Per transition [N], each averaged over its dimensions: the squared reconstruction
+        error (z sampled from q) and KL(q || prior)."""
         posterior = self.encode(features, action)
         reconstruction = self.decode(features, posterior.rsample())
         prior = Normal(torch.zeros_like(posterior.loc), torch.ones_like(posterior.scale))
-        error = (reconstruction - action).square().sum(-1)
-        return error, kl_divergence(posterior, prior).sum(-1)
+        error = (reconstruction - action).square().mean(-1)
+        return error, kl_divergence(posterior, prior).mean(-1)
 
 
 class LatentActor(nn.Module):

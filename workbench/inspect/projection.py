@@ -198,6 +198,7 @@ class LatentMap:
             min_dist=self.min_dist,
             random_state=self.seed,
             n_jobs=1 if self.seed is not None else -1,  # a seed makes UMAP single-threaded
+            force_approximation_algorithm=True,  # its exact search places new points slowly
         )
         coords = reducer.fit_transform(features)
         self.reducer, self.fits = reducer, self.fits + 1
