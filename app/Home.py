@@ -10,14 +10,14 @@ shared by all pages, then runs the page chosen in the navigation.
 import common
 import streamlit as st
 
-st.set_page_config(page_title="workbench", page_icon="🛡️", layout="wide")
+st.set_page_config(page_title="workbench", page_icon=":material/shield:", layout="wide")
 common.sidebar()
 page = st.navigation([
-    st.Page("pages/runs.py", title="Runs", icon="📈", default=True),
-    st.Page("pages/latent_map.py", title="Latent map", icon="🗺️"),
-    st.Page("pages/imagination.py", title="Imagination", icon="💭"),
-    st.Page("pages/rollout.py", title="Rollout stepper", icon="🎞️"),
-    st.Page("pages/compare.py", title="Compare", icon="⚖️"),
-    st.Page("pages/train.py", title="Train", icon="🚀"),
+    st.Page("pages/runs.py", title="Runs", icon=":material/monitoring:", default=True),
+    st.Page("pages/latent_map.py", title="Latent map", icon=":material/scatter_plot:"),
+    st.Page("pages/imagination.py", title="Imagination", icon=":material/cloud:"),
+    st.Page("pages/rollout.py", title="Rollout stepper", icon=":material/movie:"),
+    st.Page("pages/compare.py", title="Compare", icon=":material/compare_arrows:"),
+    st.Page("pages/train.py", title="Train", icon=":material/rocket_launch:"),
 ])  # fmt: skip
 page.run()

@@ -196,8 +196,8 @@ def test_lspc_takes_the_best_safe_actions_where_bc_safe_imitates_them_all():
 
     lspc = lspc_agent(**{"agent.cost_limit": 1.0})
     bc_safe = SafeBehaviourCloning(lspc.config, SimpleNamespace(feature_dim=4), action_dim=2)
-    for update in range(600):
-        batch = bandit(256, seed=update)
+    for update in range(500):
+        batch = bandit(128, seed=update)
         lspc.update(batch)
         bc_safe.update(batch)
     test_states = bandit(512, seed=10_000)["features"]
@@ -251,7 +251,7 @@ def test_offline_training_publishes_like_the_engine(fake_dataset, tmp_path):
     engine = OfflineEngine(config, tmp_path / "run", [recorder], progress=False)
     assert engine.train() == "finished"
     calls = recorder.calls
-    model, agent = config.offline.model_updates, config.offline.updates
+    model, agent = config.offline.model_updates, config.lspc.updates
     assert calls[0] == "on_train_start" and calls[-1] == "on_train_end"
     assert calls.count("on_world_model_update") == model
     assert calls.count("on_agent_update") == model + agent
@@ -280,7 +280,7 @@ def test_baselines_can_reuse_the_world_model_of_another_offline_run(fake_dataset
     first, second = (torch.load(Run(tmp_path / r).checkpoints()[-1].path) for r in "ab")
     for key, value in first["world_model"].items():
         torch.testing.assert_close(second["world_model"][key], value)
-    assert second["step"] == config.offline.updates  # no world-model updates this time
+    assert second["step"] == config.lspc.updates  # no world-model updates this time
 
 
 def test_train_asks_for_a_dataset_exactly_when_the_algo_needs_one(fake_dataset, tmp_path, capsys):

@@ -56,11 +56,12 @@ def _bench_learning(config, device: torch.device, repeats: int = 5) -> dict[str,
     posterior = wm_step()  # warm-up (and a posterior to start imagination from)
     agent_step()
     samples = config.train.batch_size * config.train.batch_length
+    starts = config.agent.imagine_starts or samples
     wm_rate = _rate(wm_step, repeats, device)
     return {
         "wm_updates_per_s": wm_rate,
         "wm_samples_per_s": wm_rate * samples,
-        "imagination_steps_per_s": _rate(imagine, repeats, device) * samples * config.agent.horizon,
+        "imagination_steps_per_s": _rate(imagine, repeats, device) * starts * config.agent.horizon,
         "agent_updates_per_s": _rate(agent_step, repeats, device),
     }
 

@@ -152,7 +152,7 @@ def _dataset_task(args) -> str:
     if args.task and args.task != task:
         raise ConfigError(f"--task {args.task}: the dataset was collected on {task}")
     if args.steps:
-        raise ConfigError("offline runs take no env steps: set offline.updates (and model_updates)")
+        raise ConfigError("offline runs take no env steps: set lspc.updates, offline.model_updates")
     return task
 
 

@@ -175,6 +175,8 @@ class LSPCConfig:
     """Expectile tau of the IQL value regression."""
     temperature: float = 3.0
     """Advantage temperature of the policy's weighted regression (advantages in batch-std units)."""
+    updates: int = 2000
+    """Offline gradient updates of the agent, for every offline algo (lspc, bc-all, bc-safe)."""
 
 
 @dataclass
@@ -187,9 +189,8 @@ class OfflineConfig:
     world_model: str = ""
     """An offline run on the same dataset whose world model to reuse, skipping its training."""
     model_updates: int = 2000
-    """World-model updates on the dataset's sequences (train.batch_size x train.batch_length)."""
-    updates: int = 2000
-    """Agent updates on the dataset's encoded transitions."""
+    """World-model updates on the dataset's sequences (train.batch_size x train.batch_length);
+    then `lspc.updates` agent updates on its encoded transitions."""
     batch_size: int = 256
     """Transitions per agent update."""
     lr: float = 3e-4
@@ -295,8 +296,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         "planner.actor_samples": 4,
         "planner.elites": 4,
         "planner.iterations": 2,
+        "lspc.updates": 50,
         "offline.model_updates": 6,
-        "offline.updates": 50,
         "offline.batch_size": 32,
         "env.image_size": 64,
         "env.time_limit": 100,
@@ -401,8 +402,8 @@ def _validate_offline(config: Config) -> None:
         raise ConfigError(
             f"--algo {config.algo} learns online; a dataset is only for {', '.join(OFFLINE_ALGOS)}"
         )
-    if offline.model_updates < 0 or offline.updates <= 0 or offline.batch_size <= 0:
-        raise ConfigError("offline.updates and offline.batch_size must be positive")
+    if offline.model_updates < 0 or lspc.updates <= 0 or offline.batch_size <= 0:
+        raise ConfigError("lspc.updates and offline.batch_size must be positive")
     if lspc.latent_dim <= 0 or lspc.latent_bound <= 0 or not 0 < lspc.expectile < 1:
         raise ConfigError(
             "lspc.latent_dim and lspc.latent_bound must be positive, lspc.expectile in (0, 1)"

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -268,7 +269,7 @@ class Dataset:
         _check_episode(episode, str(path))
         return episode
 
-    def episodes(self):
+    def episodes(self) -> Iterator[dict[str, np.ndarray]]:
         """Every episode's arrays, in order."""
         for index in range(len(self)):
             yield self.episode(index)

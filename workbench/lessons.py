@@ -88,10 +88,15 @@ def _same_function(answer: Any, reference: Callable, inputs: list[Any]) -> bool:
         return False
 
 
-def _same_signs(answer: Any, points: np.ndarray, safe: np.ndarray) -> bool:
-    """A function of [N, 2] points, positive exactly on the safe ones."""
+def _barrier_of_disc(answer: Any, centre: np.ndarray, radius: float) -> bool:
+    """A function of points [N, 2] that is positive exactly outside the disc, judged on a grid
+    over the toy's square [-2, 2]^2 (points on the disc's edge are skipped)."""
     if not callable(answer):
         return False
+    axis = np.linspace(-2, 2, 41)
+    points = np.stack(np.meshgrid(axis, axis), -1).reshape(-1, 2)
+    margin = np.sum((points - centre) ** 2, -1) - radius**2
+    points, safe = points[np.abs(margin) > 1e-6], margin[np.abs(margin) > 1e-6] > 0
     try:
         values = np.asarray(answer(points), dtype=float).reshape(-1)
     except Exception:
@@ -118,20 +123,33 @@ def _discounted(costs: np.ndarray, gamma: float) -> float:
     return float(np.sum(np.asarray(costs) * gamma ** np.arange(len(costs))))
 
 
+# References that need an agent's own code import it when asked (torch is slow to import).
+
+
 def _invariance_holds(b_now: np.ndarray, b_next: np.ndarray, alpha: float) -> np.ndarray:
-    return np.asarray(b_next) - np.asarray(b_now) + alpha * np.asarray(b_now) >= 0
+    import torch
+
+    from workbench.agents.barrier import invariance_violation
+
+    violation = invariance_violation(torch.as_tensor(b_now), torch.as_tensor(b_next), alpha)
+    return violation.numpy() == 0
 
 
 def _next_multiplier(integral: float, violation: float, ki: float, kp: float, limit: float):
-    integral = min(max(integral + ki * violation, 0.0), limit)
-    return min(max(kp * violation + integral, 0.0), limit)
+    from workbench.agents.lagrange import PIDLagrangian
+    from workbench.config import LagrangeConfig
+
+    config = LagrangeConfig(kp=kp, ki=ki, kd=0.0, init=integral, max=limit)
+    return PIDLagrangian(config, budget=0.0).update(violation)
 
 
 def _elites(returns: np.ndarray, costs: np.ndarray, budget: float, count: int) -> set[int]:
-    feasible = np.flatnonzero(np.asarray(costs) <= budget)
-    if len(feasible) >= count:
-        return {int(i) for i in feasible[np.argsort(-np.asarray(returns)[feasible])[:count]]}
-    return {int(i) for i in np.argsort(costs)[:count]}
+    import torch
+
+    from workbench.agents.osrp import select_elites
+
+    chosen = select_elites(torch.as_tensor(returns), torch.as_tensor(costs), budget, count)
+    return {int(i) for i in chosen}
 
 
 _RANDOM = np.random.default_rng(0)
@@ -144,11 +162,11 @@ EXERCISES: dict[str, Exercise] = {
         "`labels` holds one 0/1 safety label per state; unsafe is 1. Its mean is the fraction.",
         lambda labels: float(np.mean(labels)),
     ),
-    "quickstart/probe_beats_guessing": Exercise(
-        "Does the linear probe beat always guessing the majority label? Answer True or False.",
-        "Always guessing the commoner label is right max(p, 1 - p) of the time, p the unsafe "
-        "fraction; compare the probe's accuracy with that.",
-        lambda accuracy, labels: bool(accuracy > max(np.mean(labels), 1 - np.mean(labels))),
+    "quickstart/majority_accuracy": Exercise(
+        "What plain accuracy does a lazy probe get that calls every latent safe?",
+        "It is right exactly on the safe latents: one minus the unsafe fraction. This is why "
+        "`probe_accuracy` reports balanced accuracy, for which chance is 0.5.",
+        lambda labels: float(1 - np.mean(labels)),
     ),
     # 01_safety_gymnasium_and_cmdps
     "cmdp/episode_cost": Exercise(
@@ -197,9 +215,7 @@ EXERCISES: dict[str, Exercise] = {
         "The safe set is everything at least `radius` away from the hazard's centre, so "
         "|x - centre|^2 - radius^2 has the right sign.",
         lambda centre, radius: lambda x: np.sum((x - centre) ** 2, -1) - radius**2,
-        lambda answer, centre, radius: _same_signs(
-            answer, _toy_points(), np.sum((_toy_points() - centre) ** 2, -1) > radius**2
-        ),
+        _barrier_of_disc,
     ),
     # 04_ensembles_and_uncertainty
     "ensembles/more_uncertain": Exercise(
@@ -245,12 +261,6 @@ EXERCISES: dict[str, Exercise] = {
         lambda costs: float(np.mean(np.asarray(costs) == 0)),
     ),
 }
-
-
-def _toy_points() -> np.ndarray:
-    """A fixed grid over the 2-D toy's square [-2, 2]^2 on which a hand-written barrier is judged."""
-    axis = np.linspace(-2, 2, 41)
-    return np.stack(np.meshgrid(axis, axis), -1).reshape(-1, 2)
 
 
 def check(name: str, answer: Any, **data: Any) -> bool:

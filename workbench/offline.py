@@ -9,9 +9,10 @@ The loop, top to bottom (`OfflineEngine._collect_and_train`):
 2. Train the world model on the dataset's sequences, as the online engine does, or reuse the one
    of another offline run on the same dataset (`offline.world_model`).
 3. Encode every episode into posterior features with the trained world model.
-4. Train the offline agent (`lspc`, `bc-all`, `bc-safe`; see `agents/base.py: OfflineAgent`) on
-   minibatches of transitions (features, action, reward, cost, next features, done, safe), safe
-   meaning that the transition's episode cost is within `agent.cost_limit`.
+4. Train the offline agent (`lspc`, `bc-all`, `bc-safe`; see `agents/base.py: OfflineAgent`),
+   `lspc.updates` times, on minibatches of transitions (features, action, reward, cost, next
+   features, done, safe), safe meaning that the transition's episode cost is within
+   `agent.cost_limit`.
 5. Snapshot the dataset's latents with the agent's latent codes (when snapshots are on); then,
    as training ends, the built-in hooks save the checkpoint and play the evaluation episodes in
    the real env.
@@ -150,7 +151,7 @@ class OfflineEngine(Engine):
 
     def _train_agent(self, transitions: dict[str, Tensor]) -> None:
         count, batch_size = len(transitions["action"]), self.config.offline.batch_size
-        for _ in range(self.config.offline.updates):
+        for _ in range(self.config.lspc.updates):
             if self.bus.stop_requested:
                 return
             index = torch.randint(count, (batch_size,), device=self.device)
@@ -205,8 +206,9 @@ class OfflineProgress(ProgressBar):
 
     def on_train_start(self, event: TrainStart) -> None:
         super().on_train_start(event)
-        offline = event.engine.config.offline
-        self.bar.total = offline.updates + (0 if offline.world_model else offline.model_updates)
+        config = event.engine.config
+        model_updates = 0 if config.offline.world_model else config.offline.model_updates
+        self.bar.total = model_updates + config.lspc.updates
         self.bar.refresh()
 
     def on_agent_update(self, event: AgentUpdate) -> None:

@@ -583,19 +583,36 @@ class _StopWhenAsked(Hook):
 
 
 class Training:
-    """Training running in a background thread of this kernel, shown live on `board`."""
+    """Training in a background thread of this kernel, shown live on `board`.
 
-    def __init__(self, engine: Engine, board: Board):
-        self.engine = engine
+    The engine is built in that thread too, since MuJoCo's rendering (EGL) context works only in
+    the thread that made it; `build` gets the hooks this class adds and returns the engine."""
+
+    def __init__(self, build: Callable[[list[Any]], Engine], board: Board):
         self.board = board
+        self.engine: Engine | None = None
         self.status: str | None = None
         """finished, stopped or crashed once training is over; None while it runs."""
         self.error: BaseException | None = None
         self._stop = threading.Event()
-        engine.bus.hooks.append(_StopWhenAsked(self._stop))
-        self.thread = threading.Thread(target=self._train, daemon=True, name="workbench-training")
+        self._built = threading.Event()
+        hooks = [board.hook(), _StopWhenAsked(self._stop)]
+        self.thread = threading.Thread(
+            target=self._run, args=(build, hooks), daemon=True, name="workbench-training"
+        )
+        self.thread.start()
+        self._built.wait()
+        if self.engine is None:  # the config or the run directory was refused: say so here
+            raise self.error
 
-    def _train(self) -> None:
+    def _run(self, build: Callable[[list[Any]], Engine], hooks: list[Any]) -> None:
+        try:
+            self.engine = build(hooks)
+        except BaseException as error:
+            self.error = error
+        self._built.set()
+        if self.engine is None:
+            return
         try:
             self.status = self.engine.train()
         except BaseException as error:  # kept for `wait` to raise in the notebook's thread
@@ -624,11 +641,9 @@ def train_in_background(
     board: Board | None = None,
 ) -> Training:
     """Start training `config` into `run_dir` in a background thread, watched live on a board
-    (a new one unless given). Returns at once; display the result to see the board."""
+    (a new one unless given). Returns once the engine is built; display the result to see the
+    board."""
     from workbench.engine import Engine
 
     board = board or Board()
-    engine = Engine(config, run_dir, hooks=[board.hook(), *hooks], progress=False)
-    training = Training(engine, board)
-    training.thread.start()
-    return training
+    return Training(lambda own: Engine(config, run_dir, [*own, *hooks], progress=False), board)

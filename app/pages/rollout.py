@@ -29,16 +29,17 @@ def step_controls(last: int) -> None:
         st.session_state.t = last
     t = st.session_state.get("t", 0)
     first, back, play, forward, end = st.columns(5)
-    first.button("⏮ first", on_click=move_to, args=(0,), width="stretch")
-    back.button("◀ back", on_click=move_to, args=(t - 1,), width="stretch")
+    first.button("first", icon=":material/first_page:", on_click=move_to, args=(0,), width="stretch")
+    back.button("back", icon=":material/chevron_left:", on_click=move_to, args=(t - 1,), width="stretch")
     playing = st.session_state.get("playing", False)
-    if play.button("⏸ pause" if playing else "▶ play", width="stretch"):
+    label, icon = ("pause", ":material/pause:") if playing else ("play", ":material/play_arrow:")
+    if play.button(label, icon=icon, width="stretch"):
         st.session_state.playing = not playing
         if not playing and t >= last:
             st.session_state.t = 0
         st.rerun()  # the whole page, so the stepper refreshes at the new pace
-    forward.button("forward ▶", on_click=move_to, args=(t + 1,), width="stretch")
-    end.button("last ⏭", on_click=move_to, args=(last,), width="stretch")
+    forward.button("forward", icon=":material/chevron_right:", on_click=move_to, args=(t + 1,), width="stretch")
+    end.button("last", icon=":material/last_page:", on_click=move_to, args=(last,), width="stretch")
     st.slider("Step", 0, last, key="t")
 
 

@@ -25,7 +25,7 @@ from plotly.subplots import make_subplots
 SAFE, UNSAFE = "#1f77b4", "#d62728"
 BAND = "rgba(120, 120, 120, 0.25)"
 RUN_COLORS = qualitative.Plotly
-NOT_METRICS = {"kind", "step", "time", "update"}
+NOT_METRICS = {"kind", "step", "time", "update", "episode"}  # counters, not measurements
 
 
 def _layout(figure: go.Figure, title: str, height: int) -> go.Figure:
@@ -40,7 +40,7 @@ def _layout(figure: go.Figure, title: str, height: int) -> go.Figure:
 
 
 def metric_keys(records: Iterable[dict[str, Any]]) -> list[str]:
-    """The numeric metrics present in some record (not step, time, kind or update), sorted."""
+    """The numeric metrics present in some record (not its kind, step, time or counters), sorted."""
     keys = {
         key
         for record in records
