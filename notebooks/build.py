@@ -154,6 +154,7 @@ Car, Racecar) does a task (Goal, Button, Push, Circle) at a level (0: no hazards
 and more), and pays cost 1 for every physics step it spends in a hazard.
 """),
     code("""
+import workbench  # before torch: it makes torch's idle threads sleep instead of spinning
 import numpy as np
 import plotly.graph_objects as go
 
@@ -264,6 +265,7 @@ posterior); when it *imagines*, a prior predicts the next state from the last on
 with no frame to correct it. Here you compare both with reality, then train a small one live.
 """),
     code("""
+import workbench  # before torch: it makes torch's idle threads sleep instead of spinning
 import numpy as np
 import plotly.graph_objects as go
 import torch
@@ -396,6 +398,7 @@ labelled data and imagined transitions, and trains its actor to keep the conditi
 first learn one where the answer is known: a 2-D toy, in plain torch.
 """),
     code("""
+import workbench  # before torch: it makes torch's idle threads sleep instead of spinning
 import numpy as np
 import plotly.graph_objects as go
 import torch
@@ -544,6 +547,7 @@ what the model does not know, as opposed to noise it cannot predict. CERL (seed 
 pessimism: a policy is judged by the worst member's cost.
 """),
     code("""
+import workbench  # before torch: it makes torch's idle threads sleep instead of spinning
 import numpy as np
 import plotly.graph_objects as go
 import torch
@@ -666,6 +670,7 @@ SafeDreamer (seed 004) keeps a world model safe in two ways:
 This lesson takes the two ideas apart on toys: the multiplier's dynamics, and the planner's elites.
 """),
     code("""
+import workbench  # before torch: it makes torch's idle threads sleep instead of spinning
 import numpy as np
 import plotly.graph_objects as go
 import torch
@@ -786,6 +791,114 @@ since planning costs hundreds of imagined rollouts per step.
 ]
 
 
+OFFLINE = [
+    md("""
+# 06 Offline safe RL: LSPC
+
+Offline, an agent learns from a fixed dataset and never acts until it is deployed. The danger is
+*distribution shift*: critics trained on the data misjudge actions the data never took, and a
+policy that maximises them drifts exactly there. LSPC (seed 003) keeps the policy on the data's
+safe behaviour: a conditional VAE learns the actions of safe episodes given the state, and the
+policy picks a point in its **bounded latent space**, which the decoder turns into an action.
+Within that space it maximises reward with critics learnt from the data alone (steps in
+`workbench/agents/lspc.py`).
+"""),
+    code("""
+import workbench  # before torch: it makes torch's idle threads sleep instead of spinning
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import plotly.graph_objects as go
+
+from workbench import widgets
+from workbench.config import resolve
+from workbench.datasets import Behaviour, build_dataset, load_dataset
+from workbench.evaluation import evaluate_run
+from workbench.inspect.projection import load_snapshot
+from workbench.lessons import check, notebook_scale, pretrained_run, scaled, solution
+from workbench.runs import Run
+"""),
+    code(scale_cell("about 4 minutes")),
+    md("""
+## A dataset from mixed behaviours
+
+Random actions, the pretrained agent with action noise, and the pretrained agent as it is: good
+and bad behaviour side by side, as offline datasets usually are.
+"""),
+    code("""
+WORK = Path(tempfile.mkdtemp(prefix="workbench-offline-"))
+TIME_LIMIT = scaled(1000, SCALE, minimum=100)  # physics steps per episode
+pretrained = pretrained_run()
+behaviours = [Behaviour.parse("random"), Behaviour.parse(f"{pretrained}:0.5"), Behaviour.parse(str(pretrained))]
+dataset_path = build_dataset("SafetyPointGoal1-v0", WORK / "data", scaled(2, SCALE), behaviours,
+                             time_limit=TIME_LIMIT, progress=False)
+dataset = load_dataset(dataset_path)
+for record in dataset.records:
+    print(f"{record['policy'][:40]:42s} noise {record['noise']:.1f}  return {record['return']:6.2f}  cost {record['cost']:5.0f}")
+"""),
+    code("""
+costs = np.concatenate([episode["cost"][1:] for episode in dataset.episodes()])
+"""),
+    *exercise("offline/safe_fraction", "costs=costs"),
+    md("""
+## Train LSPC, live
+
+An offline run first trains a world model on the dataset's sequences, encodes every episode into
+latent features, then takes `lspc.updates` agent updates on the encoded transitions. Episodes whose
+cost is within `agent.cost_limit` count as safe: only they teach the CVAE.
+"""),
+    code("""
+config = resolve("tiny", {
+    "algo": "lspc", "offline.dataset": str(dataset_path), "train.device": "cpu",
+    "offline.model_updates": scaled(400, SCALE, minimum=20), "lspc.updates": scaled(1500, SCALE, minimum=100),
+    "train.batch_size": 8, "train.batch_length": 32, "train.snapshot_every": 1, "agent.cost_limit": 10.0,
+})
+print("safe episodes:", [record["cost"] <= config.agent.cost_limit for record in dataset.records])
+training = widgets.train_in_background(config, WORK / "lspc")
+training
+"""),
+    code("""
+print(training.wait())
+"""),
+    md("""
+## Against behaviour cloning
+
+`bc-safe` clones the safe episodes' actions without any critic; `lspc` should collect more reward
+at a similar cost. Both reuse the same world model (`offline.world_model`), so only the agent
+differs. (With a small dataset and a short training the numbers are noisy: raise SCALE.)
+"""),
+    code("""
+baseline = resolve("tiny", {
+    "algo": "bc-safe", "offline.dataset": str(dataset_path), "offline.world_model": str(WORK / "lspc"),
+    "train.device": "cpu", "lspc.updates": scaled(1500, SCALE, minimum=100), "agent.cost_limit": 10.0,
+})
+widgets.train_in_background(baseline, WORK / "bc-safe").wait()
+for name in ("lspc", "bc-safe"):
+    report = evaluate_run(WORK / name, episodes=scaled(3, SCALE), explore=False)
+    print(f"{name:8s} return {report['return_mean']:6.2f} +- {report['return_std']:.2f}   cost {report['cost_mean']:5.1f} +- {report['cost_std']:.1f}")
+"""),
+    md("""
+## The bounded latent action space
+
+The snapshot of the offline run holds, for a batch of dataset states, the CVAE's code of the
+action the data took there and the policy's latent. The policy's latents live in the box
+[-bound, bound]^d (the first two dimensions here), where the decoder reproduces safe behaviour.
+"""),
+    code("""
+snapshot = load_snapshot(Run(WORK / "lspc").snapshots()[-1])
+bound = config.lspc.latent_bound
+figure = go.Figure()
+figure.add_scatter(x=snapshot["cvae_latent"][:, 0], y=snapshot["cvae_latent"][:, 1], mode="markers", name="data's actions, encoded", opacity=0.5)
+figure.add_scatter(x=snapshot["policy_latent"][:, 0], y=snapshot["policy_latent"][:, 1], mode="markers", name="policy's latent actions")
+figure.add_shape(type="rect", x0=-bound, y0=-bound, x1=bound, y1=bound, line_dash="dash")
+figure.update_layout(xaxis_title="latent 1", yaxis_title="latent 2", height=420, width=520, yaxis_scaleanchor="x")
+figure.show()
+"""),
+    *exercise("offline/latent_action", "u=np.array([-3.0, 0.0, 0.5]), bound=bound"),
+]
+
+
 NOTEBOOKS = {
     "00_quickstart": QUICKSTART,
     "01_safety_gymnasium_and_cmdps": CMDPS,
@@ -793,6 +906,7 @@ NOTEBOOKS = {
     "03_barrier_functions": BARRIERS,
     "04_ensembles_and_uncertainty": ENSEMBLES,
     "05_lagrangian_vs_planning": LAGRANGE_VS_PLANNING,
+    "06_offline_safe_rl": OFFLINE,
 }
 
 

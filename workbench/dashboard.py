@@ -58,6 +58,7 @@ def streamlit_command(runs_dir: Path, host: str, port: int) -> tuple[list[str], 
         "--server.headless", "true",
         "--server.fileWatcherType", "none",  # never watch run data (or anything else)
         "--browser.gatherUsageStats", "false",
+        "--client.toolbarMode", "viewer",  # no "Deploy" button
     ]  # fmt: skip
     environment = dict(os.environ, **{RUNS_DIR_VARIABLE: str(Path(runs_dir).resolve())})
     return command, environment

@@ -29,6 +29,7 @@ import numpy as np
 FAST_ENV = "WORKBENCH_NOTEBOOK_FAST"
 """Set to 1 to run every notebook with its fast parameters."""
 FAST_SCALE = 0.1
+"""The size knob under WORKBENCH_NOTEBOOK_FAST=1."""
 PRETRAINED = "pointgoal1-barrier"
 """The run directory under `checkpoints/` that the notebooks open."""
 

@@ -171,8 +171,9 @@ class BoardHook(Hook):
 
 
 def _record(kind: str, step: int, values: dict[str, Any]) -> dict[str, Any]:
-    """A metrics record as the run directory holds them (plain floats)."""
-    return {"kind": kind, "step": step, **{key: float(value) for key, value in values.items()}}
+    """A metrics record as the run directory holds them (plain floats; no value: left out)."""
+    numbers = {key: float(value) for key, value in values.items() if value is not None}
+    return {"kind": kind, "step": step, **numbers}
 
 
 class RunFollower:
@@ -452,13 +453,10 @@ class Board:
             "disagreement": DisagreementView(),
             "episode": EpisodeView(),
         }
+        self.header = ipw.HTML("waiting for the run...")
         self.errors = ipw.Output()
-        self.widget = ipw.VBox(
-            [
-                ipw.Tab(children=[v.widget for v in self.views.values()], titles=list(self.views)),
-                self.errors,
-            ]
-        )
+        tabs = ipw.Tab(children=[v.widget for v in self.views.values()], titles=list(self.views))
+        self.widget = ipw.VBox([self.header, tabs, self.errors])
         self.follower: RunFollower | None = None
         self.task: asyncio.Task | None = None
         if run_dir is not None:
@@ -492,6 +490,8 @@ class Board:
         """On the loop: take in a batch of updates, then let every view redraw what changed."""
         try:
             changed = self._take(updates)
+            steps = [record["step"] for record in self.data.records]
+            self.header.value = f"<b>{self.data.status}</b>, step {max(steps, default=0)}"
             for view in self.views.values():
                 view.show(self.data, changed)
         except Exception:  # shown in the notebook, not lost in the kernel's log
@@ -640,10 +640,13 @@ def train_in_background(
     hooks: Iterable[Any] = (),
     board: Board | None = None,
 ) -> Training:
-    """Start training `config` into `run_dir` in a background thread, watched live on a board
-    (a new one unless given). Returns once the engine is built; display the result to see the
-    board."""
+    """Start training `config` into `run_dir` in a background thread (offline algos learn from
+    `offline.dataset`), watched live on a board (a new one unless given). Returns once the engine
+    is built; display the result to see the board."""
+    from workbench.config import OFFLINE_ALGOS
     from workbench.engine import Engine
+    from workbench.offline import OfflineEngine
 
+    engine = OfflineEngine if config.algo in OFFLINE_ALGOS else Engine
     board = board or Board()
-    return Training(lambda own: Engine(config, run_dir, [*own, *hooks], progress=False), board)
+    return Training(lambda own: engine(config, run_dir, [*own, *hooks], progress=False), board)

@@ -60,15 +60,15 @@ def show_map(run) -> None:
     color = st.radio("Colour by", list(choices), horizontal=True, key="latent_color")
     chart, side = st.columns([3, 1])
     with side:
-        probe = "n/a (one class only)" if accuracy is None else f"{accuracy:.1%}"
         st.metric(
             "Linear probe, safe vs unsafe",
-            probe,
+            "n/a" if accuracy is None else f"{accuracy:.1%}",
             help="Held-out balanced accuracy of a logistic regression on the latents (50% = chance).",
         )
+        unsafe = int(snapshot["unsafe"].sum())
         st.caption(
-            f"{int(snapshot['unsafe'].sum())} unsafe of {len(snapshot['unsafe'])} latents, "
-            f"step {int(snapshot['step'])}"
+            f"{unsafe} unsafe of {len(snapshot['unsafe'])} latents at step {int(snapshot['step'])}"
+            + (" (the probe needs at least 2 of each)" if accuracy is None else "")
         )
         index = selected_point(len(snapshot["unsafe"]))
         show_latent(snapshot, index)

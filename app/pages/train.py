@@ -20,11 +20,15 @@ def started() -> dict:
     return {}
 
 
+def new_name() -> str:
+    return f"run-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
 def start_form() -> None:
     with st.form("start"):
         st.subheader("Start a run")
         name_column, algo_column, preset_column = st.columns(3)
-        name = name_column.text_input("Name", value=f"run-{time.strftime('%Y%m%d-%H%M%S')}")
+        name = name_column.text_input("Name", value=st.session_state.setdefault("next_name", new_name()))
         algo = algo_column.selectbox("Algorithm", ALGOS)
         preset = preset_column.selectbox("Preset", list(PRESETS), index=list(PRESETS).index("cpu"))
         task_column, steps_column, seed_column, device_column = st.columns(4)
@@ -45,6 +49,7 @@ def start_form() -> None:
                 st.error(f"Not started: {error}")
             else:
                 st.success(f"Started {name.strip()}; pick it in the sidebar to watch it.")
+                st.session_state.next_name = new_name()
 
 
 @st.fragment(run_every=common.refresh_every())

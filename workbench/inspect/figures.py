@@ -161,6 +161,7 @@ def latent_map(
         )
     figure.update_xaxes(showticklabels=False, title="UMAP 1")
     figure.update_yaxes(showticklabels=False, title="UMAP 2", scaleanchor="x")
+    figure.update_layout(clickmode="event+select", showlegend=values.dtype == bool)
     return _layout(figure, f"latents coloured by {name}", height)
 
 
@@ -211,6 +212,7 @@ def imagination_figure(snapshot: Mapping[str, np.ndarray], rollout: int) -> go.F
         figure.add_scatter(
             x=np.concatenate([steps, steps[::-1]]),
             y=np.concatenate([high, low[::-1]]),
+            mode="lines",
             fill="toself",
             fillcolor=BAND,
             line={"width": 0},

@@ -250,7 +250,8 @@ class RunProjection:
             coords = self._cached(path)
             if coords is not None:
                 return coords
-            if self.map_version != self.state().get("version"):  # none yet, or refit elsewhere
+            version = self.state().get("version")
+            if self.map_version is None or self.map_version != version:  # none, or refit elsewhere
                 self._load_map()
             return self._place(path)
 
