@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import zipfile
+from collections.abc import Callable, Hashable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 import numpy as np
@@ -97,6 +98,21 @@ def sidebar() -> None:
 def refresh_every() -> float | None:
     """The live fragments' period, or None when live updates are off."""
     return float(st.session_state.get("refresh", 3)) if st.session_state.get("live", True) else None
+
+
+def rerun_when_changed(signature: Callable[[], Hashable], key: str) -> None:
+    """Follow a run without redrawing what is on screen: every refresh period a small fragment
+    computes `signature()` and reruns the page only when it changed. (For charts whose points can
+    be selected: redrawing them while the user clicks loses the click.)"""
+
+    @st.fragment(run_every=refresh_every())
+    def watch() -> None:
+        value, seen = signature(), st.session_state.get(key)
+        st.session_state[key] = value
+        if seen is not None and seen != value:
+            st.rerun()
+
+    watch()
 
 
 def selected_runs() -> list[Run]:
@@ -206,6 +222,12 @@ def projection(run: Run, snapshot: Artifact) -> np.ndarray | None:
         futures[key] = executor.submit(_coordinates, run.path, snapshot)
     future = futures[key]
     return future.result() if future.done() else None  # a failure stays until "Refit the map"
+
+
+def projecting(run: Run) -> bool:
+    """Whether some projection of this run is still being computed."""
+    _, futures = _projections()
+    return any(not f.done() for key, f in list(futures.items()) if key[0] == str(run.path))
 
 
 def _coordinates(path: Path, snapshot: Artifact) -> np.ndarray:

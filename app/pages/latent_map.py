@@ -40,7 +40,7 @@ def show_latent(snapshot: dict, index: int | None) -> None:
     st.markdown(common.markdown_table([{"": name, "value": value} for name, value in facts.items()]))
 
 
-@st.fragment(run_every=common.refresh_every())
+@st.fragment  # a click on a point reruns only this; new snapshots rerun the page (see below)
 def show_map(run) -> None:
     snapshots = run.snapshots()
     if not snapshots:
@@ -89,5 +89,12 @@ def show_map(run) -> None:
         )
 
 
+def changes(run) -> tuple:
+    """What redraws the page: a new snapshot (when following the newest), a finished projection."""
+    following = st.session_state.get("latent_snapshot_follow", True)
+    return len(run.snapshots()) if following else None, common.projecting(run)
+
+
 if run is not None:
     show_map(run)
+    common.rerun_when_changed(lambda: changes(run), "latent_changes")

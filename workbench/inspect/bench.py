@@ -119,13 +119,10 @@ def run_latents(run_dir: Path, count: int, seed: int = 0) -> np.ndarray:
         raise RunError(f"{run_dir} has no snapshots; train it with --set train.snapshot_every=50")
     pool = np.concatenate([load_snapshot(a, ("features",))["features"] for a in snapshots])
     rng = np.random.default_rng(seed)
-    chosen = (
-        rng.permutation(len(pool))[:count]
-        if len(pool) >= count
-        else rng.integers(len(pool), size=count)
-    )
-    noise = rng.normal(0, 0.01, (count, pool.shape[1])) if len(pool) < count else 0
-    return (pool[chosen].astype(np.float32) + noise).astype(np.float32)
+    if len(pool) >= count:
+        return pool[rng.permutation(len(pool))[:count]].astype(np.float32)
+    repeated = pool[rng.integers(len(pool), size=count)].astype(np.float32)
+    return repeated + rng.normal(0, 0.01, repeated.shape).astype(np.float32)
 
 
 # --- 3: the hooks' overhead ------------------------------------------------------------------

@@ -28,6 +28,8 @@ import hashlib
 import os
 import shutil
 import threading
+import warnings
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -67,7 +69,7 @@ def load_snapshot(
                     "(snapshots are written by workbench.snapshots.SnapshotHook)"
                 )
             arrays = {key: data[key] for key in wanted}
-    except (FileNotFoundError, OSError, ValueError) as error:
+    except (OSError, ValueError, zipfile.BadZipFile) as error:
         raise RunError(f"cannot read snapshot {path}: {error}") from None
     _check_shapes(path, arrays)
     return arrays
@@ -96,32 +98,26 @@ def _path(snapshot: Artifact | str | Path) -> Path:
 # Separability.
 
 
-def probe_accuracy(
-    features: np.ndarray, labels: np.ndarray, test_fraction: float = 0.3, seed: int = 0
-) -> float | None:
+def probe_accuracy(features: np.ndarray, labels: np.ndarray, seed: int = 0) -> float | None:
     """How linearly separable two classes of latents are (e.g. safe and unsafe): the balanced
     accuracy (mean recall of the two classes, so 0.5 is chance whatever their sizes) of a
-    logistic regression on a held-out `test_fraction`, trained on the rest. None when a class
-    has fewer than 2 members, so no held-out estimate exists."""
+    logistic regression on held-out latents. Cross-validated over up to 5 folds, so every latent
+    is predicted once by a probe that never saw it (steadier than one split when unsafe latents
+    are few). None when a class has fewer than 2 members."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import balanced_accuracy_score
-    from sklearn.model_selection import train_test_split
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
     labels = np.asarray(labels, bool)
-    if min(labels.sum(), (~labels).sum()) < 2:
+    smaller = min(labels.sum(), (~labels).sum())
+    if smaller < 2:
         return None
-    x_train, x_test, y_train, y_test = train_test_split(
-        np.asarray(features, np.float32),
-        labels,
-        test_size=test_fraction,
-        stratify=labels,
-        random_state=seed,
-    )
     probe = make_pipeline(StandardScaler(), LogisticRegression(class_weight="balanced"))
-    probe.fit(x_train, y_train)
-    return float(balanced_accuracy_score(y_test, probe.predict(x_test)))
+    folds = StratifiedKFold(min(5, smaller), shuffle=True, random_state=seed)
+    predicted = cross_val_predict(probe, np.asarray(features, np.float32), labels, cv=folds)
+    return float(balanced_accuracy_score(labels, predicted))
 
 
 def probe_series(run: Run) -> list[dict[str, Any]]:
@@ -170,46 +166,65 @@ def align(source: np.ndarray, target: np.ndarray) -> Similarity:
 class LatentMap:
     """A 2-D UMAP map of latent features, into which new points can be placed.
 
-    `fits` counts the UMAP fits made (fitting is the slow part: seconds to a minute)."""
+    The fit is UMAP's, on exact nearest neighbours (scikit-learn's brute-force search: fast at
+    these sizes, and it spares numba's slow compilation of UMAP's approximate search). A new point
+    is placed where UMAP's own `transform` starts it: at the membership-weighted mean of the map
+    coordinates of its nearest fitted latents. UMAP would then nudge it with a few epochs of
+    layout optimisation; skipping them keeps placement fast, deterministic, and inside the map.
+    `fits` counts the fits made (fitting is the slow part)."""
 
     def __init__(self, n_neighbors: int = 15, min_dist: float = 0.1, seed: int | None = 0):
         self.n_neighbors = n_neighbors
         self.min_dist = min_dist
         self.seed = seed
-        self.reducer: Any = None
+        self.search: Any = None  # nearest-neighbour index of the fitted latents
+        self.embedding = np.zeros((0, 2), np.float32)  # their UMAP coordinates, before placement
         self.placement = Similarity()
         self.fits = 0
 
     @property
     def fitted(self) -> bool:
-        return self.reducer is not None
+        return self.search is not None
 
     def fit(self, features: np.ndarray, align_to: np.ndarray | None = None) -> np.ndarray:
         """Fit the map on `features` [M, F]; their coordinates [M, 2]. With `align_to` (earlier
         coordinates [M, 2] of the same points) the map is rotated, scaled and shifted onto them."""
+        from sklearn.neighbors import NearestNeighbors
         from umap import UMAP
 
         features = np.asarray(features, np.float32)
         if len(features) < 4:
             raise ValueError(f"a latent map needs at least 4 points, got {len(features)}")
+        neighbors = min(self.n_neighbors, len(features) - 1)  # UMAP wants more points
+        search = NearestNeighbors(n_neighbors=neighbors, algorithm="brute").fit(features)
+        distances, indices = search.kneighbors(features)
         reducer = UMAP(
             n_components=2,
-            n_neighbors=min(self.n_neighbors, len(features) - 1),
+            n_neighbors=neighbors,
             min_dist=self.min_dist,
             random_state=self.seed,
             n_jobs=1 if self.seed is not None else -1,  # a seed makes UMAP single-threaded
-            force_approximation_algorithm=True,  # its exact search places new points slowly
+            precomputed_knn=(indices, distances),
         )
-        coords = reducer.fit_transform(features)
-        self.reducer, self.fits = reducer, self.fits + 1
-        self.placement = align(coords, align_to) if align_to is not None else Similarity()
-        return self.placement(coords)
+        with warnings.catch_warnings():  # "no search index: transform unavailable": we place
+            warnings.simplefilter("ignore", UserWarning)
+            self.embedding = reducer.fit_transform(features).astype(np.float32)
+        self.search, self.fits = search, self.fits + 1
+        self.placement = Similarity()
+        if align_to is not None:
+            self.placement = align(self.embedding, align_to)
+        return self.placement(self.embedding)
 
     def transform(self, features: np.ndarray) -> np.ndarray:
         """Place new points [M, F] into the fitted map: coordinates [M, 2]."""
         if not self.fitted:
             raise ValueError("the latent map is not fitted yet; call fit first")
-        return self.placement(self.reducer.transform(np.asarray(features, np.float32)))
+        distances, indices = self.search.kneighbors(np.asarray(features, np.float32))
+        # Membership as in UMAP: 1 for the nearest, decaying with the distance beyond it.
+        beyond = distances - distances[:, :1]
+        weights = np.exp(-beyond / (beyond.mean(1, keepdims=True) + 1e-12))
+        mean = (weights[..., None] * self.embedding[indices]).sum(1) / weights.sum(1)[:, None]
+        return self.placement(mean)
 
     def refit(self, features: np.ndarray) -> np.ndarray:
         """Fit afresh on `features`, aligned to where the current map places them."""
@@ -318,9 +333,10 @@ class RunProjection:
     def _cached(self, path: Path) -> np.ndarray | None:
         try:
             arrays = load_arrays(self._coords_file(path))
-        except (OSError, ValueError):
+            fresh = int(arrays["mtime_ns"]) == _mtime_ns(path)
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile):  # none yet, or damaged
             return None
-        return arrays["coords"] if int(arrays["mtime_ns"]) == _mtime_ns(path) else None
+        return arrays["coords"] if fresh else None
 
     def _store(self, path: Path, coords: np.ndarray) -> None:
         file = self._coords_file(path)
