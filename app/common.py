@@ -13,6 +13,7 @@ import zipfile
 from collections.abc import Callable, Hashable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+
 import numpy as np
 import streamlit as st
 
@@ -59,7 +60,11 @@ def available_runs() -> dict[str, Path]:
 def comparisons() -> list[Path]:
     """Folders under the root (or the root itself) written by `workbench compare`."""
     root = runs_root()
-    candidates = [root, *_subfolders(root), *(sub for f in _subfolders(root) for sub in _subfolders(f))]
+    candidates = [
+        root,
+        *_subfolders(root),
+        *(sub for f in _subfolders(root) for sub in _subfolders(f)),
+    ]
     return [folder for folder in candidates if (folder / COMPARISON_FILE).is_file()]
 
 
@@ -92,7 +97,9 @@ def sidebar() -> None:
         help="The Runs page overlays them; the other pages show one of them.",
     )
     st.sidebar.toggle("Live", value=True, key="live", help="Follow runs as they are written.")
-    st.sidebar.slider("Refresh every (s)", 1, 30, 3, key="refresh", disabled=not st.session_state.live)
+    st.sidebar.slider(
+        "Refresh every (s)", 1, 30, 3, key="refresh", disabled=not st.session_state.live
+    )
 
 
 def refresh_every() -> float | None:
@@ -158,14 +165,18 @@ def status_line(run: Run) -> str:
     except READ_ERRORS as error:
         return f"**{run.name}**: unreadable ({error})"
     status = info.get("status", "empty")
-    step = max((r.get("step", 0) for r in run.metrics() if isinstance(r.get("step"), int)), default=0)
+    step = max(
+        (r.get("step", 0) for r in run.metrics() if isinstance(r.get("step"), int)), default=0
+    )
     line = (
         f"**{run.name}**: {status} · {info.get('algo', '?')} on {info.get('task', '?')} · "
         f"step {step} · {len(episodes)} episodes"
     )
     if episodes:
         last = episodes[-1]
-        line += f" · last return {last.get('return', float('nan')):.2f}, cost {last.get('cost', 0):.0f}"
+        line += (
+            f" · last return {last.get('return', float('nan')):.2f}, cost {last.get('cost', 0):.0f}"
+        )
     if run.skipped_lines:
         line += f" · {run.skipped_lines} unreadable metric lines skipped"
     return line

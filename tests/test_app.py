@@ -99,7 +99,9 @@ def test_runs_page_draws_every_logged_metric(real_root, monkeypatch):
     assert "finished" in texts(at, "markdown")[0] and "barrier" in texts(at, "markdown")[0]
     # one chart per key of each kind: episode (4), eval (3) and every training metric
     run = Run(real_root / "barrier")
-    expected = sum(len(figures.metric_keys(run.metrics(kind))) for kind in ("episode", "eval", "train"))
+    expected = sum(
+        len(figures.metric_keys(run.metrics(kind))) for kind in ("episode", "eval", "train")
+    )
     assert len(at.get("plotly_chart")) == expected > 20
     specs = {spec["layout"]["title"]["text"]: spec for spec in chart_specs(at)}
     assert {"return", "cost", "cumulative_cost", "barrier/safe_accuracy", "wm/recon"} <= set(specs)
@@ -157,7 +159,12 @@ def test_compare_page_shows_the_table_the_plots_and_the_runs(real_root, monkeypa
     at = open_page("compare", real_root, monkeypatch)
     assert not at.exception and not at.warning
     assert any("| barrier | 1 |" in text for text in texts(at, "markdown"))
-    assert at.selectbox(key="compare_plot").options == ["cost", "cumulative_cost", "final", "return"]
+    assert at.selectbox(key="compare_plot").options == [
+        "cost",
+        "cumulative_cost",
+        "final",
+        "return",
+    ]
     assert len(at.get("iframe")) == 1
     assert any("barrier-s0" in text for text in texts(at, "markdown"))
     assert len(at.get("plotly_chart")) == 1
@@ -353,11 +360,15 @@ def test_streamlit_command_serves_on_the_address_without_watching_files(tmp_path
 
 
 def test_training_command_checks_before_starting(tmp_path):
-    command = training_command(tmp_path, "a", algo="osrp", preset="tiny", seed=2, sets=["agent.cost_limit=5"])
+    command = training_command(
+        tmp_path, "a", algo="osrp", preset="tiny", seed=2, sets=["agent.cost_limit=5"]
+    )
     assert command[command.index("--run-dir") + 1] == str(tmp_path / "a")
     assert "--set=agent.cost_limit=5" in command and "--no-progress" in command
     with pytest.raises(ConfigError, match="unknown config key"):
-        training_command(tmp_path, "b", algo="dreamer", preset="tiny", seed=0, sets=["agent.nope=1"])
+        training_command(
+            tmp_path, "b", algo="dreamer", preset="tiny", seed=0, sets=["agent.nope=1"]
+        )
     with pytest.raises(ValueError, match="run name"):
         training_command(tmp_path, "../up", algo="dreamer", preset="tiny", seed=0)
     (tmp_path / "taken").mkdir()

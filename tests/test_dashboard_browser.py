@@ -87,7 +87,15 @@ def runs_dir(tmp_path) -> Path:
 def dashboard(runs_dir, tmp_path) -> str:
     """`workbench dashboard RUNS_DIR --port P` on localhost; its URL."""
     port = free_port()
-    command = [sys.executable, "-m", "workbench.cli", "dashboard", str(runs_dir), "--port", str(port)]
+    command = [
+        sys.executable,
+        "-m",
+        "workbench.cli",
+        "dashboard",
+        str(runs_dir),
+        "--port",
+        str(port),
+    ]
     log = open(tmp_path / "dashboard.log", "w")
     process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
@@ -154,6 +162,23 @@ PAGES = {
 }
 
 
+def settled(driver) -> bool:
+    """Every image loaded and no element still a placeholder (so a screenshot shows the page)."""
+    return driver.execute_script(
+        """return Array.from(document.images).every(i => i.complete && i.naturalWidth > 0)
+        && !document.querySelector('[data-testid="stSkeleton"]');"""
+    )
+
+
+def screenshot(driver, path: Path) -> None:
+    wait_for(lambda: settled(driver), 30, "the page to settle")
+    driver.save_screenshot(str(path))
+
+
+def plot_titles(driver) -> str:
+    return " ".join(title.text for title in driver.find_elements(By.CSS_SELECTOR, ".gtitle"))
+
+
 def open_page(driver, title: str) -> None:
     """Click the page's link in the sidebar navigation (the session, and its choices, stay)."""
     link = f"//a[@data-testid='stSidebarNavLink'][contains(@href, '/{PAGES[title]}')]"
@@ -197,35 +222,34 @@ def test_dashboard_follows_a_training_run_live(runs_dir, dashboard, browser, scr
     wait_for(lambda: (episodes_shown(driver) or 0) > first, 150, "new episodes to appear")
     wait_for(lambda: len(charts(driver)) > 10, 60, "training curves")
     assert driver.execute_script("return window.notReloaded === true")
-    driver.save_screenshot(str(screenshots / "1_runs.png"))
+    screenshot(driver, screenshots / "1_runs.png")
 
     open_page(driver, "Latent map")
     wait_for(lambda: charts(driver), 180, "the latent map (UMAP)")
     assert "Linear probe, safe vs unsafe" in text(driver)
     click_first_point(driver)
     wait_for(lambda: "the real frame" in text(driver), 30, "the clicked latent's frame")
-    driver.save_screenshot(str(screenshots / "2_latent_map.png"))
+    screenshot(driver, screenshots / "2_latent_map.png")
 
     open_page(driver, "Imagination")
     wait_for(lambda: len(charts(driver)) == 2, 60, "the imagination plots and frames")
     assert "the real start frame" in text(driver)
-    driver.save_screenshot(str(screenshots / "3_imagination.png"))
+    screenshot(driver, screenshots / "3_imagination.png")
 
     open_page(driver, "Rollout stepper")
     wait_for(lambda: charts(driver), 120, "an evaluation episode")
     driver.find_element(By.XPATH, "//button[.//p[contains(text(), 'forward')]]").click()
-    title = "//*[contains(@class, 'gtitle') and starts-with(text(), 'step 1 of')]"
-    wait_for(lambda: driver.find_elements(By.XPATH, title), 30, "step 1 after 'forward'")
-    driver.save_screenshot(str(screenshots / "4_rollout.png"))
+    wait_for(lambda: "step 1 of" in plot_titles(driver), 30, "step 1 after 'forward'")
+    screenshot(driver, screenshots / "4_rollout.png")
 
     wait_for(lambda: Run(runs_dir / RUN).status == "finished", 240, "training to finish")
     make_comparison(runs_dir)
     open_page(driver, "Compare")
     wait_for(lambda: driver.find_elements(By.TAG_NAME, "iframe"), 60, "the comparison's plot")
     assert "barrier" in text(driver) and "final return" in text(driver)
-    driver.save_screenshot(str(screenshots / "5_compare.png"))
+    screenshot(driver, screenshots / "5_compare.png")
 
     open_page(driver, "Train")
     wait_for(lambda: f"{RUN}: finished" in text(driver), 30, "the run listed as finished")
-    driver.save_screenshot(str(screenshots / "6_train.png"))
+    screenshot(driver, screenshots / "6_train.png")
     assert driver.execute_script("return window.notReloaded === true")

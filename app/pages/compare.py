@@ -11,12 +11,14 @@ st.title("Compare")
 CURVES = {"return": "episode return", "cost": "episode cost", "cumulative_cost": "cumulative cost"}
 
 
-def show_results(folder) -> None:
-    """The table (table.md, else comparison.json's rows), runs not included, and a plot."""
+def show_table(folder) -> None:
+    """The table (table.md, else comparison.json's rows) and the runs not included."""
     summary = read_json(folder / common.COMPARISON_FILE)
     table = folder / "table.md"
     if table.is_file():
-        st.markdown(table.read_text())
+        title, _, body = table.read_text().partition("\n")
+        st.subheader(title.lstrip("# "))
+        st.markdown(body)
     elif summary.get("algorithms"):
         st.markdown(common.markdown_table(summary["algorithms"]))
     else:
@@ -24,10 +26,14 @@ def show_results(folder) -> None:
     for missing in summary.get("missing", []):
         if isinstance(missing, dict):
             st.caption(f"not included: {missing.get('run')} ({missing.get('reason')})")
+
+
+def show_plot(folder) -> None:
+    """One of the comparison's plots (self-contained plotly HTML written by `workbench compare`)."""
     plots = sorted(folder.glob("*.html"))
     if plots:
         plot = st.selectbox("Plot", plots, format_func=lambda path: path.stem, key="compare_plot")
-        st.iframe(plot, height=480)
+        st.iframe(plot, height=520)
 
 
 @st.fragment(run_every=common.refresh_every())
@@ -36,7 +42,9 @@ def show_runs(folder) -> None:
     if not runs:
         st.info("No runs in this comparison yet.")
         return
-    key = st.radio("Curve", list(CURVES), format_func=CURVES.get, horizontal=True, key="compare_key")
+    key = st.radio(
+        "Curve", list(CURVES), format_func=CURVES.get, horizontal=True, key="compare_key"
+    )
     for run in runs:
         st.markdown(common.status_line(run))
     try:
@@ -61,11 +69,12 @@ else:
         folders,
         format_func=lambda f: str(f.relative_to(root)) if f != root else f.name,
     )
-    results, runs = st.columns(2)
-    with results:
-        try:
-            show_results(folder)
-        except common.READ_ERRORS as error:
-            common.unreadable(f"comparison {folder.name}", error)
+    try:
+        show_table(folder)
+    except common.READ_ERRORS as error:
+        common.unreadable(f"comparison {folder.name}", error)
+    plot, runs = st.columns(2)
+    with plot:
+        show_plot(folder)
     with runs:
         show_runs(folder)

@@ -48,7 +48,10 @@ def show_imagination(run) -> None:
     frames = snapshot["imag_frames"][:, rollout]
     labels = [f"t={t}" for t in range(len(frames))]
     if "imag_barrier" in snapshot:
-        labels = [f"{label} B={b:.2f}" for label, b in zip(labels, snapshot["imag_barrier"][:, rollout], strict=True)]
+        labels = [
+            f"{label} B={b:.2f}"
+            for label, b in zip(labels, snapshot["imag_barrier"][:, rollout], strict=True)
+        ]
     st.plotly_chart(
         figures.frame_strip(frames, labels, title="decoded imagined frames"), width="stretch"
     )

@@ -37,7 +37,9 @@ def show_latent(snapshot: dict, index: int | None) -> None:
     }
     if "barrier" in snapshot:
         facts["barrier B(z)"] = f"{snapshot['barrier'][index]:.3f}"
-    st.markdown(common.markdown_table([{"": name, "value": value} for name, value in facts.items()]))
+    st.markdown(
+        common.markdown_table([{"": name, "value": value} for name, value in facts.items()])
+    )
 
 
 @st.fragment  # a click on a point reruns only this; new snapshots rerun the page (see below)

@@ -15,7 +15,9 @@ run = common.pick_run("rollout_run")
 
 def episode_label(artifact) -> str:
     index = artifact.path.stem.rsplit("_", 1)[-1]
-    return f"evaluation at step {artifact.number}, episode {int(index) if index.isdigit() else index}"
+    return (
+        f"evaluation at step {artifact.number}, episode {int(index) if index.isdigit() else index}"
+    )
 
 
 def move_to(t: int) -> None:
@@ -29,8 +31,12 @@ def step_controls(last: int) -> None:
         st.session_state.t = last
     t = st.session_state.get("t", 0)
     first, back, play, forward, end = st.columns(5)
-    first.button("first", icon=":material/first_page:", on_click=move_to, args=(0,), width="stretch")
-    back.button("back", icon=":material/chevron_left:", on_click=move_to, args=(t - 1,), width="stretch")
+    first.button(
+        "first", icon=":material/first_page:", on_click=move_to, args=(0,), width="stretch"
+    )
+    back.button(
+        "back", icon=":material/chevron_left:", on_click=move_to, args=(t - 1,), width="stretch"
+    )
     playing = st.session_state.get("playing", False)
     label, icon = ("pause", ":material/pause:") if playing else ("play", ":material/play_arrow:")
     if play.button(label, icon=icon, width="stretch"):
@@ -38,7 +44,9 @@ def step_controls(last: int) -> None:
         if not playing and t >= last:
             st.session_state.t = 0
         st.rerun()  # the whole page, so the stepper refreshes at the new pace
-    forward.button("forward", icon=":material/chevron_right:", on_click=move_to, args=(t + 1,), width="stretch")
+    forward.button(
+        "forward", icon=":material/chevron_right:", on_click=move_to, args=(t + 1,), width="stretch"
+    )
     end.button("last", icon=":material/last_page:", on_click=move_to, args=(last,), width="stretch")
     st.slider("Step", 0, last, key="t")
 

@@ -52,7 +52,9 @@ def show_runs() -> None:
 
 def show_grid(charts: list, columns: int = 3) -> None:
     for start in range(0, len(charts), columns):
-        for column, chart in zip(st.columns(columns), charts[start : start + columns], strict=False):
+        for column, chart in zip(
+            st.columns(columns), charts[start : start + columns], strict=False
+        ):
             column.plotly_chart(chart, width="stretch", config={"displayModeBar": False})
 
 

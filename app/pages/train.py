@@ -28,7 +28,9 @@ def start_form() -> None:
     with st.form("start"):
         st.subheader("Start a run")
         name_column, algo_column, preset_column = st.columns(3)
-        name = name_column.text_input("Name", value=st.session_state.setdefault("next_name", new_name()))
+        name = name_column.text_input(
+            "Name", value=st.session_state.setdefault("next_name", new_name())
+        )
         algo = algo_column.selectbox("Algorithm", ALGOS)
         preset = preset_column.selectbox("Preset", list(PRESETS), index=list(PRESETS).index("cpu"))
         task_column, steps_column, seed_column, device_column = st.columns(4)
@@ -36,7 +38,9 @@ def start_form() -> None:
         steps = steps_column.number_input("Env steps (0: the preset's)", min_value=0, value=0)
         seed = seed_column.number_input("Seed", min_value=0, value=0)
         device = device_column.selectbox("Device", ["auto", "cpu", "cuda"])
-        sets = st.text_area("More settings, one KEY=VALUE per line", placeholder="agent.cost_limit=10")
+        sets = st.text_area(
+            "More settings, one KEY=VALUE per line", placeholder="agent.cost_limit=10"
+        )
         if st.form_submit_button("Start training", type="primary"):
             assignments = [line.strip() for line in sets.splitlines() if line.strip()]
             try:
@@ -75,7 +79,9 @@ def running_runs() -> None:
         log = training_log(root, run.name)
         if log.is_file():
             with st.expander(f"output of {run.name}"):
-                st.code("\n".join(log.read_text(errors="replace").splitlines()[-20:]) or "(nothing yet)")
+                st.code(
+                    "\n".join(log.read_text(errors="replace").splitlines()[-20:]) or "(nothing yet)"
+                )
     for process in started().values():
         process.poll()  # reap the ones that ended
 
