@@ -103,14 +103,14 @@ def sidebar() -> None:
 
 
 def refresh_every() -> float | None:
-    """The live fragments' period, or None when live updates are off."""
+    """How often live pages look for changes, or None when live updates are off."""
     return float(st.session_state.get("refresh", 3)) if st.session_state.get("live", True) else None
 
 
 def rerun_when_changed(signature: Callable[[], Hashable], key: str) -> None:
-    """Follow a run without redrawing what is on screen: every refresh period a small fragment
-    computes `signature()` and reruns the page only when it changed. (For charts whose points can
-    be selected: redrawing them while the user clicks loses the click.)"""
+    """Follow runs without redrawing what is on screen: every refresh period a small fragment
+    computes `signature()` and reruns the page only when it changed. (Redrawing costs the browser
+    time, and a chart redrawn while the user clicks on it loses the click.)"""
 
     @st.fragment(run_every=refresh_every())
     def watch() -> None:
@@ -120,6 +120,19 @@ def rerun_when_changed(signature: Callable[[], Hashable], key: str) -> None:
             st.rerun()
 
     watch()
+
+
+def follow(runs: list[Run], key: str) -> None:
+    """Rerun the page whenever one of `runs` has been written to (see `rerun_when_changed`)."""
+    rerun_when_changed(lambda: tuple(progress(run) for run in runs), key)
+
+
+def progress(run: Run) -> tuple | None:
+    """What changes as a run is written: its metric records, status, snapshots, evaluations."""
+    try:
+        return len(run.metrics()), run.status, len(run.snapshots()), len(run.evaluations())
+    except READ_ERRORS:
+        return None
 
 
 def selected_runs() -> list[Run]:
@@ -194,25 +207,39 @@ STATUS_NOTES = {
 
 
 def load_episode(artifact: Artifact) -> dict[str, np.ndarray]:
-    return _load(str(artifact.path), _size(artifact.path), "episode")
+    return _episode(str(artifact.path), artifact.path.stat().st_size)
 
 
 def load_snapshot(artifact: Artifact) -> dict[str, np.ndarray]:
-    return _load(str(artifact.path), _size(artifact.path), "snapshot")
+    return _snapshot(str(artifact.path), artifact.path.stat().st_size)
 
 
-def _size(path: Path) -> int:
-    return path.stat().st_size
+def probe_accuracy(artifact: Artifact) -> float | None:
+    """Held-out accuracy of a linear probe telling the snapshot's safe from unsafe latents."""
+    return _probe(str(artifact.path), artifact.path.stat().st_size)
+
+
+# Files are written whole and renamed into place, so (path, size) names their content.
 
 
 @st.cache_resource(max_entries=16, show_spinner=False)
-def _load(path: str, size: int, kind: str) -> dict[str, np.ndarray]:
-    """Files are written whole and renamed into place, so (path, size) names their content."""
-    if kind == "snapshot":
-        from workbench.inspect.projection import load_snapshot
-
-        return load_snapshot(Path(path))
+def _episode(path: str, size: int) -> dict[str, np.ndarray]:
     return load_arrays(Path(path))
+
+
+@st.cache_resource(max_entries=16, show_spinner=False)
+def _snapshot(path: str, size: int) -> dict[str, np.ndarray]:
+    from workbench.inspect.projection import load_snapshot
+
+    return load_snapshot(Path(path))
+
+
+@st.cache_resource(max_entries=64, show_spinner=False)
+def _probe(path: str, size: int) -> float | None:
+    from workbench.inspect.projection import load_snapshot, probe_accuracy
+
+    arrays = load_snapshot(Path(path), ("features", "unsafe"))
+    return probe_accuracy(arrays["features"], arrays["unsafe"])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -227,10 +254,12 @@ def _projections() -> tuple[ThreadPoolExecutor, dict[tuple[str, str], Future]]:
 def projection(run: Run, snapshot: Artifact) -> np.ndarray | None:
     """The snapshot's 2-D map coordinates [M, 2], or None while they are being computed (the
     first projection of a run fits UMAP, tens of seconds; later ones reuse the fitted map)."""
+    from workbench.inspect.projection import coordinates
+
     executor, futures = _projections()
     key = (str(run.path), snapshot.path.name)
     if key not in futures:
-        futures[key] = executor.submit(_coordinates, run.path, snapshot)
+        futures[key] = executor.submit(coordinates, run.path, snapshot)
     future = futures[key]
     return future.result() if future.done() else None  # a failure stays until "Refit the map"
 
@@ -239,12 +268,6 @@ def projecting(run: Run) -> bool:
     """Whether some projection of this run is still being computed."""
     _, futures = _projections()
     return any(not f.done() for key, f in list(futures.items()) if key[0] == str(run.path))
-
-
-def _coordinates(path: Path, snapshot: Artifact) -> np.ndarray:
-    from workbench.inspect.projection import coordinates
-
-    return coordinates(path, snapshot)
 
 
 def refit(run: Run) -> None:
@@ -256,12 +279,3 @@ def refit(run: Run) -> None:
     for key in [key for key in futures if key[0] == str(run.path)]:
         del futures[key]
     executor.submit(run_projection(run.path).refit)
-
-
-@st.cache_resource(max_entries=64, show_spinner=False)
-def probe_accuracy(path: str, size: int) -> float | None:
-    """Held-out accuracy of a linear probe telling the snapshot's safe from unsafe latents."""
-    from workbench.inspect.projection import load_snapshot, probe_accuracy
-
-    arrays = load_snapshot(Path(path), ("features", "unsafe"))
-    return probe_accuracy(arrays["features"], arrays["unsafe"])

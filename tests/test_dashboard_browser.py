@@ -23,6 +23,7 @@ from workbench.runs import Run, write_json
 
 pytestmark = [pytest.mark.browser, pytest.mark.real]
 webdriver = pytest.importorskip("selenium.webdriver")
+from selenium.common.exceptions import StaleElementReferenceException  # noqa: E402
 from selenium.webdriver.common.action_chains import ActionChains  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 
@@ -41,7 +42,10 @@ def wait_for(check, seconds: float, what: str):
     """Poll `check()` until it returns something true; fail saying `what` after `seconds`."""
     deadline = time.time() + seconds
     while time.time() < deadline:
-        result = check()
+        try:
+            result = check()
+        except StaleElementReferenceException:  # the page redrew it meanwhile: look again
+            result = None
         if result:
             return result
         time.sleep(0.5)
@@ -186,8 +190,8 @@ def open_page(driver, title: str) -> None:
     wait_for(lambda: title in [h.text for h in driver.find_elements(By.TAG_NAME, "h1")], 30, title)
 
 
-def click_first_point(driver) -> None:
-    """Click the first point of the latent map, where plotly draws it."""
+def click_first_point(driver) -> bool:
+    """Click the first point of the latent map, where plotly draws it; True once its frame shows."""
     chart = charts(driver)[0]
     dx, dy = driver.execute_script(
         """const gd = arguments[0], xa = gd._fullLayout.xaxis, ya = gd._fullLayout.yaxis;
@@ -197,6 +201,8 @@ def click_first_point(driver) -> None:
         chart,
     )
     ActionChains(driver).move_to_element_with_offset(chart, round(dx), round(dy)).click().perform()
+    time.sleep(2)
+    return "the real frame" in text(driver)
 
 
 def make_comparison(root: Path) -> Path:
@@ -215,7 +221,7 @@ def make_comparison(root: Path) -> Path:
 def test_dashboard_follows_a_training_run_live(runs_dir, dashboard, browser, screenshots):
     driver = browser
     driver.get(dashboard)
-    first = wait_for(lambda: episodes_shown(driver) is not None, 60, "the run's status line")
+    wait_for(lambda: episodes_shown(driver) is not None, 60, "the run's status line")
     first = episodes_shown(driver)
     driver.execute_script("window.notReloaded = true")  # a reload would forget this
     # Live: more episodes show up while the page is left alone.
@@ -227,8 +233,7 @@ def test_dashboard_follows_a_training_run_live(runs_dir, dashboard, browser, scr
     open_page(driver, "Latent map")
     wait_for(lambda: charts(driver), 180, "the latent map (UMAP)")
     assert "Linear probe, safe vs unsafe" in text(driver)
-    click_first_point(driver)
-    wait_for(lambda: "the real frame" in text(driver), 30, "the clicked latent's frame")
+    wait_for(lambda: click_first_point(driver), 40, "the frame of a clicked latent")
     screenshot(driver, screenshots / "2_latent_map.png")
 
     open_page(driver, "Imagination")
@@ -238,7 +243,8 @@ def test_dashboard_follows_a_training_run_live(runs_dir, dashboard, browser, scr
 
     open_page(driver, "Rollout stepper")
     wait_for(lambda: charts(driver), 120, "an evaluation episode")
-    driver.find_element(By.XPATH, "//button[.//p[contains(text(), 'forward')]]").click()
+    forward = "//button[.//p[contains(text(), 'forward')]]"
+    wait_for(lambda: driver.find_element(By.XPATH, forward).click() or True, 10, "'forward'")
     wait_for(lambda: "step 1 of" in plot_titles(driver), 30, "step 1 after 'forward'")
     screenshot(driver, screenshots / "4_rollout.png")
 

@@ -170,3 +170,11 @@ def test_bf16_autocast_path_trains(fake_envs, tmp_path, algo):
     assert Engine(config, tmp_path / "run", progress=False).train() == "finished"
     losses = Run(tmp_path / "run").series("train", "wm/loss")[1]
     assert len(losses) and np.isfinite(losses).all()
+
+
+def test_a_run_ending_on_an_evaluation_step_is_evaluated_once_there(fake_envs, tmp_path):
+    from workbench.config import resolve
+
+    config = resolve("tiny", {"train.device": "cpu", "train.eval_every": 60})
+    Engine(config, tmp_path / "run", progress=False).train()
+    assert [r["step"] for r in Run(tmp_path / "run").metrics("eval")] == [60, 120]

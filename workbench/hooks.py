@@ -268,13 +268,15 @@ class Evaluator(Hook):
     def on_train_start(self, event: TrainStart) -> None:
         self.engine = event.engine
         self.due = Every(self.engine.config.train.eval_every, event.step)
+        self.last_step: int | None = None
 
     def on_env_step(self, event: EnvStep) -> None:
         if self.due(event.step):
             self.engine.evaluate()
+            self.last_step = event.step
 
     def on_train_end(self, event: TrainEnd) -> None:
-        if event.status == "finished":
+        if event.status == "finished" and self.last_step != event.step:  # not twice at one step
             self.engine.evaluate()
 
 

@@ -36,9 +36,7 @@ def show_plot(folder) -> None:
         st.iframe(plot, height=520)
 
 
-@st.fragment(run_every=common.refresh_every())
-def show_runs(folder) -> None:
-    runs = [common.open_run(run.path) for run in find_runs(folder / "runs")]
+def show_runs(runs: list) -> None:
     if not runs:
         st.info("No runs in this comparison yet.")
         return
@@ -73,8 +71,10 @@ else:
         show_table(folder)
     except common.READ_ERRORS as error:
         common.unreadable(f"comparison {folder.name}", error)
-    plot, runs = st.columns(2)
-    with plot:
+    left, right = st.columns(2)
+    with left:
         show_plot(folder)
-    with runs:
-        show_runs(folder)
+    runs = [common.open_run(run.path) for run in find_runs(folder / "runs")]
+    with right:
+        show_runs(runs)
+    common.follow(runs, "compare_progress")

@@ -17,7 +17,6 @@ def describe_start(snapshot: dict, rollout: int) -> str:
     return f"rollout {rollout}: from latent {start} ({label}, cost {snapshot['cost'][start]:.1f})"
 
 
-@st.fragment(run_every=common.refresh_every())
 def show_imagination(run) -> None:
     snapshots = run.snapshots()
     if not snapshots:
@@ -59,3 +58,4 @@ def show_imagination(run) -> None:
 
 if run is not None:
     show_imagination(run)
+    common.follow([run], "imagination_progress")

@@ -54,7 +54,7 @@ def show_map(run) -> None:
     artifact = common.pick_snapshot(snapshots, "latent_snapshot")
     try:
         snapshot = common.load_snapshot(artifact)
-        accuracy = common.probe_accuracy(str(artifact.path), artifact.path.stat().st_size)
+        accuracy = common.probe_accuracy(artifact)
     except common.READ_ERRORS as error:
         common.unreadable(f"snapshot {artifact.path.name}", error)
         return

@@ -105,5 +105,8 @@ def stepper(run) -> None:
 
 
 if run is not None:
-    period = PLAY_PERIOD if st.session_state.get("playing", False) else common.refresh_every()
-    st.fragment(run_every=period)(stepper)(run)
+    if st.session_state.get("playing", False):
+        st.fragment(run_every=PLAY_PERIOD)(stepper)(run)
+    else:
+        stepper(run)
+        common.follow([run], "rollout_progress")

@@ -20,9 +20,7 @@ st.title("Runs")
 smooth = st.slider("Smoothing (points averaged)", 1, 50, 1, key="smooth")
 
 
-@st.fragment(run_every=common.refresh_every())
-def show_runs() -> None:
-    runs = common.selected_runs()
+def show_runs(runs: list) -> None:
     if not runs:
         st.info(
             f"No run chosen. Pick runs in the sidebar, or start one on the Train page "
@@ -58,4 +56,6 @@ def show_grid(charts: list, columns: int = 3) -> None:
             column.plotly_chart(chart, width="stretch", config={"displayModeBar": False})
 
 
-show_runs()
+runs = common.selected_runs()
+show_runs(runs)
+common.follow(runs, "runs_progress")

@@ -1,6 +1,7 @@
 """Train: start a training run as a separate `workbench train` process writing into the runs
 folder, and stop running ones (SIGTERM: the engine stops cleanly and saves a checkpoint)."""
 
+import threading
 import time
 
 import common
@@ -12,12 +13,6 @@ from workbench.runs import RunError, find_runs
 
 st.title("Train")
 root = common.runs_root()
-
-
-@st.cache_resource
-def started() -> dict:
-    """Processes this dashboard started, by run name (kept so finished ones are reaped)."""
-    return {}
 
 
 def new_name() -> str:
@@ -48,7 +43,9 @@ def start_form() -> None:
                     root, name.strip(), algo=algo, preset=preset, seed=int(seed),
                     steps=int(steps) or None, task=task.strip() or None, device=device, sets=assignments,
                 )  # fmt: skip
-                started()[name.strip()] = start_training(root, name.strip(), command)
+                process = start_training(root, name.strip(), command)
+                # Reap it when it ends, or its pid would look alive (a zombie) to readers.
+                threading.Thread(target=process.wait, daemon=True).start()
             except (ConfigError, RunError, ValueError, OSError) as error:
                 st.error(f"Not started: {error}")
             else:
@@ -56,14 +53,12 @@ def start_form() -> None:
                 st.session_state.next_name = new_name()
 
 
-@st.fragment(run_every=common.refresh_every())
-def running_runs() -> None:
+def list_runs(runs: list) -> None:
+    """Each run's status; a Stop button for running ones; the output of those started here."""
     st.subheader("Runs")
-    runs = find_runs(root)
     if not runs:
         st.info(f"No runs in `{root}` yet.")
     for run in runs:
-        run = common.open_run(run.path)
         line, stop = st.columns([5, 1])
         line.markdown(common.status_line(run))
         try:
@@ -82,12 +77,17 @@ def running_runs() -> None:
                 st.code(
                     "\n".join(log.read_text(errors="replace").splitlines()[-20:]) or "(nothing yet)"
                 )
-    for process in started().values():
-        process.poll()  # reap the ones that ended
+
+
+def current_runs() -> list:
+    return [common.open_run(run.path) for run in find_runs(root)]
 
 
 start_form()
-running_runs()
+list_runs(current_runs())
+common.rerun_when_changed(
+    lambda: [(run.name, common.progress(run)) for run in current_runs()], "train_progress"
+)
 st.caption(
     "Runs started here are separate processes: they keep training if the dashboard stops. "
     "Stop them here, or continue a stopped one with `workbench train --resume RUN_DIR`."
