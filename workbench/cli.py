@@ -46,6 +46,9 @@ def main(argv: list[str] | None = None) -> int:
         # Errors the user can fix: one clear line, no traceback.
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("stopped", file=sys.stderr)
+        return 130
 
 
 # --- train -----------------------------------------------------------------------------------
@@ -109,8 +112,10 @@ def train_config(
 
 
 def _train(args) -> int:
-    from workbench.engine import Engine
+    from workbench.engine import Engine, stop_on_sigterm
     from workbench.offline import OfflineEngine
+
+    stop_on_sigterm()  # a stop during start-up is clean too
 
     if args.resume:
         if Run(args.resume).config().get("algo") in OFFLINE_ALGOS:

@@ -125,8 +125,8 @@ class Engine:
         random.seed(config.train.seed)
         try:
             self._build(resume)
-        except BaseException:
-            self.writer.close("crashed")
+        except BaseException as error:
+            self.writer.close("stopped" if isinstance(error, KeyboardInterrupt) else "crashed")
             raise
         built_in = [MetricsWriter(config.train.log_every), Checkpointer(), Evaluator()]
         if config.train.snapshot_every > 0:
@@ -177,7 +177,7 @@ class Engine:
         """Train until `train.steps` env steps or a hook asks to stop. Returns the final status."""
         start = time.time()
         status = "finished"
-        previous_handler = _stop_on_sigterm()
+        previous_handler = stop_on_sigterm()
         try:
             self.bus.emit(TrainStart(self.step, engine=self, resumed=self.resumed))
             self._collect_and_train()
@@ -375,7 +375,7 @@ class Engine:
         self.writer.close(status)
 
 
-def _stop_on_sigterm():
+def stop_on_sigterm():
     """Turn SIGTERM (e.g. the dashboard's stop button) into a clean stop with a checkpoint."""
 
     def handler(signum, frame):
