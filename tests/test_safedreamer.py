@@ -82,6 +82,17 @@ def test_elites_are_the_least_costly_when_too_few_are_within_budget():
     assert sorted(chosen.tolist()) == [1, 2, 3]
 
 
+def test_with_too_few_safe_plans_the_lagrangian_planner_lets_the_multiplier_decide():
+    returns = torch.tensor([10.0, 9.0, 8.0, 3.0, 2.0, 1.0])
+    costs = torch.tensor([5.0, 4.0, 2.0, 3.0, 6.0, 7.0])  # none within budget
+    least_cost = [1, 2, 3]
+    assert sorted(select_elites(returns, costs, 1.0, 3).tolist()) == least_cost  # OSRP
+    eager = select_elites(returns, costs, 1.0, 3, multiplier=0.1)  # reward first
+    assert sorted(eager.tolist()) == [0, 1, 2]
+    strict = select_elites(returns, costs, 1.0, 3, multiplier=100.0)  # cost first
+    assert sorted(strict.tolist()) == least_cost
+
+
 def test_elites_are_chosen_per_start_state():
     returns = torch.tensor([[1.0, 2.0, 3.0], [1.0, 2.0, 3.0]])
     costs = torch.tensor([[0.0, 0.0, 9.0], [0.0, 5.0, 9.0]])

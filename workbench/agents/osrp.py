@@ -13,7 +13,8 @@ The agent plans at every action, in the world model, from the current posterior 
       by the (target) critic at the end, in the critic's units, like `cost_budget`;
    c. elites: the `elites` best by objective (the reward return; OSRP-Lag: the reward return
       minus multiplier x cost return) among the sequences whose cost is within budget, or, when
-      fewer than `elites` are, the `elites` of least cost (`select_elites`);
+      fewer than `elites` are, the `elites` of least cost (OSRP) or best by that Lagrangian
+      objective over all sequences (OSRP-Lag) (`select_elites`);
    d. refit the Gaussian's mean and std (std >= `min_std`) to the elites.
 4. Act: the first action of the mean; when exploring, plus the Gaussian's noise at that step.
 
@@ -50,14 +51,23 @@ class Plan:
     statistics: Tensor  # [3] of the last iteration, in the order of PLAN_STATISTICS
 
 
-def select_elites(objective: Tensor, cost: Tensor, budget: float, elites: int) -> Tensor:
-    """Indices [..., elites] into the last dim of objective and cost [..., S]: the `elites` best
-    by objective among the sequences with cost <= budget, or, when fewer than `elites` of them
-    are within budget, the `elites` of least cost."""
+def select_elites(
+    reward: Tensor, cost: Tensor, budget: float, elites: int, multiplier: float | None = None
+) -> Tensor:
+    """Indices [..., elites] into the last dim of reward and cost returns [..., S].
+
+    OSRP (multiplier None): the `elites` best by reward among the sequences with cost <= budget,
+    or, when fewer than `elites` are within budget, the `elites` of least cost.
+    OSRP-Lag: the same, ranked by the Lagrangian reward - multiplier x cost, and with no safe
+    plans enough, the best by that Lagrangian over all: the multiplier, not a fixed rule, then
+    decides how much reward to give up for safety."""
+    lagrangian = multiplier is not None
+    objective = reward - multiplier * cost if lagrangian else reward
     feasible = cost <= budget
     enough = feasible.sum(-1, keepdim=True) >= elites
     best_feasible = objective.masked_fill(~feasible, -torch.inf)
-    return torch.where(enough, best_feasible, -cost).topk(elites, dim=-1).indices
+    fallback = objective if lagrangian else -cost
+    return torch.where(enough, best_feasible, fallback).topk(elites, dim=-1).indices
 
 
 def cross_entropy_plan(
@@ -65,7 +75,7 @@ def cross_entropy_plan(
     proposals: Tensor,
     config: PlannerConfig,
     budget: float,
-    multiplier: float = 0.0,
+    multiplier: float | None = None,
 ) -> Plan:
     """Constrained cross-entropy method (steps 2-3), for N start states at once.
 
@@ -81,7 +91,7 @@ def cross_entropy_plan(
         samples = (mean.unsqueeze(2) + std.unsqueeze(2) * noise).clamp(-1, 1)  # a
         actions = torch.cat([proposals, samples], 2)
         returns, costs = score(actions)  # b
-        elites = select_elites(returns - multiplier * costs, costs, budget, config.elites)  # c
+        elites = select_elites(returns, costs, budget, config.elites, multiplier)  # c
         chosen = actions.gather(2, elites[None, :, :, None].expand(horizon, -1, -1, action_dim))
         mean = chosen.mean(2)  # d
         std = chosen.std(2, unbiased=False).clamp(min=config.min_std)
@@ -100,9 +110,10 @@ class OSRP(Dreamer):
         self.plan_count = 0
 
     @property
-    def planning_multiplier(self) -> float:
-        """Weight of the cost return in the planner's objective (none: rank by return alone)."""
-        return 0.0
+    def planning_multiplier(self) -> float | None:
+        """Weight of the cost return in the planner's objective (None: OSRP's rule, see
+        `select_elites`)."""
+        return None
 
     @torch.no_grad()
     def act(self, latent: Latent, explore: bool) -> Tensor:
