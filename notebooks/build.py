@@ -828,7 +828,7 @@ and bad behaviour side by side, as offline datasets usually are.
 """),
     code("""
 WORK = Path(tempfile.mkdtemp(prefix="workbench-offline-"))
-TIME_LIMIT = scaled(1000, SCALE, minimum=100)  # physics steps per episode
+TIME_LIMIT = scaled(600, SCALE, minimum=100)  # physics steps per episode (a full one: 1000)
 pretrained = pretrained_run()
 behaviours = [Behaviour.parse("random"), Behaviour.parse(f"{pretrained}:0.5"), Behaviour.parse(str(pretrained))]
 dataset_path = build_dataset("SafetyPointGoal1-v0", WORK / "data", scaled(2, SCALE), behaviours,
@@ -851,7 +851,7 @@ cost is within `agent.cost_limit` count as safe: only they teach the CVAE.
     code("""
 config = resolve("tiny", {
     "algo": "lspc", "offline.dataset": str(dataset_path), "train.device": "cpu",
-    "offline.model_updates": scaled(400, SCALE, minimum=20), "lspc.updates": scaled(1500, SCALE, minimum=100),
+    "offline.model_updates": scaled(250, SCALE, minimum=20), "lspc.updates": scaled(1000, SCALE, minimum=100),
     "train.batch_size": 8, "train.batch_length": 32, "train.snapshot_every": 1, "agent.cost_limit": 10.0,
 })
 print("safe episodes:", [record["cost"] <= config.agent.cost_limit for record in dataset.records])
@@ -871,11 +871,11 @@ differs. (With a small dataset and a short training the numbers are noisy: raise
     code("""
 baseline = resolve("tiny", {
     "algo": "bc-safe", "offline.dataset": str(dataset_path), "offline.world_model": str(WORK / "lspc"),
-    "train.device": "cpu", "lspc.updates": scaled(1500, SCALE, minimum=100), "agent.cost_limit": 10.0,
+    "train.device": "cpu", "lspc.updates": scaled(1000, SCALE, minimum=100), "agent.cost_limit": 10.0,
 })
 widgets.train_in_background(baseline, WORK / "bc-safe").wait()
 for name in ("lspc", "bc-safe"):
-    report = evaluate_run(WORK / name, episodes=scaled(3, SCALE), explore=False)
+    report = evaluate_run(WORK / name, episodes=scaled(2, SCALE), explore=False)
     print(f"{name:8s} return {report['return_mean']:6.2f} +- {report['return_std']:.2f}   cost {report['cost_mean']:5.1f} +- {report['cost_std']:.1f}")
 """),
     md("""

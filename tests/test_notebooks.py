@@ -3,7 +3,6 @@ their exercises check answers: right ones pass, wrong ones get a hint, none rais
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
@@ -158,9 +157,18 @@ def test_scale_knob(monkeypatch):
     assert lessons.scaled(500, 0.1) == 50 and lessons.scaled(500, 0.01, minimum=20) == 20
 
 
-def test_pretrained_run_is_shipped():
+def test_pretrained_run_is_shipped_small_and_loads():
+    from workbench.checkpoint import load_agent
+    from workbench.inspect.projection import load_snapshot
     from workbench.runs import Run
 
-    run = Run(lessons.pretrained_run())
-    assert run.checkpoints() and run.snapshots() and run.evaluations()
-    assert os.path.getsize(run.checkpoints()[-1].path) < 25e6
+    path = lessons.pretrained_run()
+    run = Run(path)
+    assert run.status == "finished" and run.evaluations() and run.snapshots()
+    shipped = [
+        file for file in path.rglob("*") if file.is_file() and ".viewer-cache" not in file.parts
+    ]
+    assert sum(file.stat().st_size for file in shipped) < 25e6
+    loaded = load_agent(path)
+    assert loaded.config.algo == "barrier" and loaded.step == run.config()["train"]["steps"]
+    assert "barrier" in load_snapshot(run.snapshots()[-1])

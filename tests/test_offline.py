@@ -183,9 +183,11 @@ def test_the_latent_action_stays_within_its_bound():
     with torch.no_grad():
         agent.actor.net[-1].bias.fill_(50.0)  # the network asks for latents far outside
     agent.update(transitions)
-    latent = agent.actor.latent(transitions["features"])
-    assert latent.abs().max().item() <= 0.5
-    assert latent.abs().max().item() > 0.49, "the test should push against the bound"
+    actor = agent.actor
+    assert actor.scale.min() < 0.999, "the bound follows the spread of the safe codes"
+    offset = (actor.latent(transitions["features"]) - actor.center) / actor.scale
+    assert offset.abs().max().item() <= 0.5 + 1e-6
+    assert offset.abs().max().item() > 0.49, "the test should push against the bound"
     assert agent.actor.mode(transitions["features"]).abs().max().item() <= 1  # decoded actions
 
 
@@ -262,7 +264,9 @@ def test_offline_training_publishes_like_the_engine(fake_dataset, tmp_path):
     assert run.metrics("eval") and run.evaluations() and run.checkpoints()
     snapshot = run.snapshots()[-1].load()
     assert snapshot["cvae_latent"].shape == (len(snapshot["features"]), config.lspc.latent_dim)
-    assert np.abs(snapshot["policy_latent"]).max() <= config.lspc.latent_bound
+    actor = load_agent(tmp_path / "run").agent.actor
+    offset = (snapshot["policy_latent"] - actor.center.numpy()) / actor.scale.numpy()
+    assert np.abs(offset).max() <= config.lspc.latent_bound + 1e-5
     assert {"unsafe", "cost", "value", "cost_value", "imag_frames"} <= set(snapshot)
     loaded = load_agent(tmp_path / "run")  # what `workbench eval` and the viewers load
     assert type(loaded.agent).__name__ == "LSPC" and loaded.step == model + agent

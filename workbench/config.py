@@ -168,7 +168,8 @@ class LSPCConfig:
     latent_dim: int = 8
     """Dimension of the CVAE's latent action space."""
     latent_bound: float = 2.0
-    """The policy's latent actions are squashed into [-bound, bound]."""
+    """The policy's latent actions stay within this many standard deviations of the safe data's
+    latent codes (per dimension, around their mean)."""
     beta: float = 0.5
     """Weight of the CVAE's KL term (KL and squared error each averaged over their dimensions)."""
     expectile: float = 0.7

@@ -192,7 +192,8 @@ class RunFollower:
         }
 
     def poll(self) -> bool:
-        """Queue what appeared since the last poll; False once the run is no longer written."""
+        """Queue what appeared since the last poll; False once the run is no longer written
+        (a folder whose run has not started yet counts as being written)."""
         records = self.run.metrics()
         if records != self.records:  # sent whole: a resumed session may supersede old records
             self.inbox.put("metrics", records)
@@ -202,7 +203,7 @@ class RunFollower:
         self._put_if_new("episode", evaluations[-1].path if evaluations else None)
         status = self.run.status
         self._put_if_new("status", status)
-        return status == "running"
+        return status in ("running", "empty")
 
     def _put_if_new(self, kind: str, value: Path | str | None) -> None:
         if value is not None and value != self.latest[kind]:

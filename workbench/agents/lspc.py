@@ -2,10 +2,11 @@
 al., "Latent Safety-Constrained Policy Approach for Safe Offline Reinforcement Learning").
 
 The policy never picks raw actions. A conditional VAE learns the actions of safe behaviour given
-the state; the policy picks a point in the CVAE's latent space, bounded to [-bound, bound]^d,
-and the decoder turns it into an action, so its actions stay near safe behaviour. Within that
-space it maximises reward by advantage-weighted regression, with critics learnt from the data
-alone (IQL style: no action outside the dataset is ever evaluated).
+the state; the policy picks a point in the CVAE's latent space, within `bound` standard
+deviations of the codes of safe behaviour, and the decoder turns it into an action, so its
+actions stay near safe behaviour. Within that space it maximises reward by advantage-weighted
+regression, with critics learnt from the data alone (IQL style: no action outside the dataset
+is ever evaluated).
 
 Each update, on a minibatch of dataset transitions (s, a, r, c, s', done), each marked safe when
 its episode's cost is within `agent.cost_limit`:
@@ -13,18 +14,23 @@ its episode's cost is within `agent.cost_limit`:
 1. CVAE, on the safe transitions: encoder q(z | s, a) = N(mu, sigma), decoder D(s, z) in [-1, 1];
    loss |D(s, z) - a|^2 + beta KL(q || N(0, I)), z sampled from q, both averaged over their
    dimensions (as in BCQ and PLAS, whose beta = 0.5 this keeps: a heavier KL lets the decoder
-   ignore z, so that every latent action decodes to the same average safe action).
+   ignore z, so that every latent action decodes to the same average safe action). Follow the
+   mean and standard deviation per dimension of the safe codes mu (moving averages m and d).
 2. Reward critics (IQL): V_r(s) regresses the expectile tau of the target critic Q_r(s, a) over
    the dataset's actions (close to the best the data does from s); Q_r(s, a) regresses
    r + gamma (1 - done) V_r(s').
 3. Cost critics: the same with the cost and the expectile 1 - tau, so V_c(s) is close to the
    cost of the safest behaviour in the data from s.
-4. Policy: z = bound * tanh(pi(s)), its action D(s, z) (the decoder held fixed), regressed onto
-   the dataset's action with weight exp(temperature * A), clipped at MAX_WEIGHT. The advantage
-   puts safety first: where V_c(s) is within the cost budget (`cost_budget`, the limit in the
-   critic's units), A = Q_r(s, a) - V_r(s); elsewhere A = -(Q_c(s, a) - V_c(s)), which favours
-   the data's least costly actions. Each advantage is divided by its batch standard deviation,
-   so the temperature means the same whatever the scale of rewards and costs.
+4. Policy: z = m + bound * d * tanh(pi(s)), its action D(s, z) (the decoder held fixed). The
+   bound counts the codes' spread, not the prior's: with this light KL the codes fill only part
+   of N(0, I) (on SafetyPointGoal1, d = 0.24 in the dimensions the decoder uses), and beyond
+   them the decoder extrapolates to actions no safe behaviour took. The decoded action is
+   regressed onto the dataset's action with weight exp(temperature * A), clipped at
+   MAX_WEIGHT. The advantage puts safety first: where V_c(s) is within the cost budget
+   (`cost_budget`, the limit in the critic's units), A = Q_r(s, a) - V_r(s); elsewhere
+   A = -(Q_c(s, a) - V_c(s)), which favours the data's least costly actions. Each advantage is
+   divided by its batch standard deviation, so the temperature means the same whatever the
+   scale of rewards and costs.
 5. The target critics follow the critics slowly.
 """
 
@@ -43,6 +49,8 @@ MAX_WEIGHT = 100.0
 """Upper clip of the policy's regression weights (as in IQL), so a few transitions cannot
 dominate a batch."""
 LOG_STD_RANGE = (-5.0, 2.0)
+CODE_RATE = 0.01
+"""Rate of the moving averages of the safe codes' mean and spread."""
 
 
 def expectile_loss(difference: Tensor, tau: float) -> Tensor:
@@ -81,16 +89,26 @@ class CVAE(nn.Module):
 
 
 class LatentActor(nn.Module):
-    """Acts in the CVAE's latent space: z = bound * tanh(net(s)), then the action D(s, z)."""
+    """Acts in the CVAE's latent space: z = center + bound * scale * tanh(net(s)), then the
+    action D(s, z); center and scale follow the mean and spread of the safe data's codes."""
 
     def __init__(self, feature_dim: int, cvae: CVAE, bound: float, hidden: int, layers: int):
         super().__init__()
         self.net = MLP(feature_dim, cvae.latent_dim, hidden, layers)
         self.cvae = cvae  # shared with the agent
         self.bound = bound
+        self.register_buffer("center", torch.zeros(cvae.latent_dim))
+        self.register_buffer("scale", torch.ones(cvae.latent_dim))  # the prior's, to begin with
 
     def latent(self, features: Tensor) -> Tensor:
-        return self.bound * torch.tanh(self.net(features))
+        return self.center + self.bound * self.scale * torch.tanh(self.net(features))
+
+    @torch.no_grad()
+    def follow_codes(self, codes: Tensor) -> None:
+        """Move center and scale towards the mean and standard deviation of `codes` [N, d]."""
+        if len(codes) > 1:
+            self.center.lerp_(codes.mean(0), CODE_RATE)
+            self.scale.lerp_(codes.std(0), CODE_RATE)
 
     def mode(self, features: Tensor) -> Tensor:
         return self.cvae.decode(features, self.latent(features))
@@ -156,6 +174,9 @@ class LSPC(OfflineAgent):
         recon, kl = self.cvae.losses(features, action)  # 1
         cvae_loss = (safe * (recon + self.config.lspc.beta * kl)).sum() / safe.sum().clamp(min=1)
         self.step(self.cvae_optimizer, cvae_loss)
+        self.actor.follow_codes(
+            self.cvae.encode(features[safe > 0], action[safe > 0]).mean.detach()
+        )
         reward_q, reward_v = self.reward_critics.losses(
             transitions, transitions["reward"], gamma
         )  # 2
