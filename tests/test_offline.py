@@ -262,14 +262,14 @@ def test_offline_training_publishes_like_the_engine(fake_dataset, tmp_path):
     run = Run(tmp_path / "run")
     assert run.status == "finished" and run.config()["env"]["time_limit"] == 100
     assert run.metrics("eval") and run.evaluations() and run.checkpoints()
-    snapshot = run.snapshots()[-1].load()
-    assert snapshot["cvae_latent"].shape == (len(snapshot["features"]), config.lspc.latent_dim)
-    actor = load_agent(tmp_path / "run").agent.actor
-    offset = (snapshot["policy_latent"] - actor.center.numpy()) / actor.scale.numpy()
-    assert np.abs(offset).max() <= config.lspc.latent_bound + 1e-5
-    assert {"unsafe", "cost", "value", "cost_value", "imag_frames"} <= set(snapshot)
     loaded = load_agent(tmp_path / "run")  # what `workbench eval` and the viewers load
     assert type(loaded.agent).__name__ == "LSPC" and loaded.step == model + agent
+    snapshot = run.snapshots()[-1].load()
+    assert {"unsafe", "cost", "value", "cost_value", "imag_frames"} <= set(snapshot)
+    assert snapshot["cvae_latent"].shape == (len(snapshot["features"]), config.lspc.latent_dim)
+    actor = loaded.agent.actor
+    offset = (snapshot["policy_latent"] - actor.center.numpy()) / actor.scale.numpy()
+    assert np.abs(offset).max() <= config.lspc.latent_bound + 1e-5
 
 
 def test_baselines_can_reuse_the_world_model_of_another_offline_run(fake_dataset, tmp_path):
