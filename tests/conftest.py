@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 
 import pytest
 import torch
@@ -11,6 +12,15 @@ from tests.fakes import FakeEnv, FakeVectorEnv
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 torch.set_num_threads(1)  # the machine has 2 cores; env workers need the other
+
+
+@pytest.fixture(autouse=True)
+def restore_main_module():
+    """Streamlit's AppTest runs a page as `__main__` and leaves it there; multiprocessing
+    workers started later (forkserver) would then re-run that page and die."""
+    main = sys.modules["__main__"]
+    yield
+    sys.modules["__main__"] = main
 
 
 @pytest.fixture
