@@ -56,8 +56,9 @@ QUICKSTART = [
 The workbench ships a small agent trained from pixels on **SafetyPointGoal1**: a point robot must
 reach green goals while avoiding blue hazards, seeing only 64x64 camera images. It learned a
 *world model* of the task and a **latent barrier function** that tells safe latent states from
-unsafe ones (lesson 03). Here you open its run directory, look at its latent space, and watch
-it play.
+unsafe ones (lesson 03). It trained for 20,000 steps on a laptop-class CPU, a fraction of what
+such agents usually get, so it is cautious rather than good: `checkpoints/README.md` has its
+numbers. Here you open its run directory, look at its latent space, and watch it play.
 """),
     code("""
 from workbench import widgets
@@ -80,7 +81,7 @@ episodes with their frames, and checkpoints. The dashboard and these notebooks r
 run = Run(pretrained_run())
 config = run.config()
 print(run.info()["algo"], "on", config["env"]["task"], "| status:", run.status)
-print("trained for", config["train"]["steps"], "env steps; cost limit", config["agent"]["cost_limit"])
+print("trained for", run.checkpoints()[-1].number, "env steps; cost limit", config["agent"]["cost_limit"])
 run.metrics("eval")
 """),
     md("""
@@ -123,7 +124,7 @@ the agent's own values (here: its barrier B(z)).
     code("""
 loaded = load_agent(run.path)
 env = make_env(config["env"]["task"], time_limit=scaled(1000, SCALE, minimum=100))
-episode = play_episode(env, loaded.world_model, loaded.agent, explore=False, seed=123)
+episode = play_episode(env, loaded.world_model, loaded.agent, explore=True, seed=123)  # sampling, as in training
 env.close()
 print(episode_summary(episode))
 widgets.episode_view(episode)
@@ -151,7 +152,8 @@ cost c_t, and the agent must
 
 d being the episode **cost budget**. Safety-Gymnasium's navigation tasks are CMDPs: a robot (Point,
 Car, Racecar) does a task (Goal, Button, Push, Circle) at a level (0: no hazards, 1 and 2: more
-and more), and pays cost 1 for every physics step it spends in a hazard.
+and more), and pays cost 1 for every physics step it spends in a hazard (in some tasks also for
+touching objects it should leave alone).
 """),
     code("""
 import workbench  # before torch: it makes torch's idle threads sleep instead of spinning
@@ -366,7 +368,7 @@ import tempfile, time
 
 steps = scaled(1500, SCALE, minimum=120)
 config = resolve("tiny", {
-    "train.steps": steps, "train.prefill": steps // 2, "train.snapshot_every": 10,
+    "train.steps": steps, "train.prefill": steps // 2, "train.snapshot_every": 20,
     "train.device": "cpu", "env.time_limit": 400,
 })
 run_dir = f"{tempfile.gettempdir()}/workbench-notebook-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -375,7 +377,8 @@ training
 """),
     md("""
 Wait for it to finish (the board above keeps updating while no cell runs; waiting in a cell holds
-the updates until the cell ends).
+the updates until the cell ends). The run stays in a temporary folder (a hundred MB or so): open it
+again with `widgets.Board(run_dir)`, and delete it when you are done.
 """),
     code("""
 print(training.wait(), "at step", training.engine.step, "in", run_dir)
@@ -622,6 +625,8 @@ with torch.no_grad():
 Imagine from every state of the episode once per member, with that member's dynamics throughout;
 each member gives a cost estimate Jc_k (the mean lambda-return of predicted cost, in the critic's
 units). CERL calls a policy feasible only if the **worst** member's estimate is within budget.
+(The members differ in their dynamics only; the one cost critic that ends every return is shared,
+so over a short horizon their estimates stay close.)
 """),
     code("""
 starts = posterior.map(lambda x: x[0])
@@ -896,6 +901,10 @@ figure.update_layout(xaxis_title="latent 1", yaxis_title="latent 2", height=420,
 figure.show()
 """),
     *exercise("offline/latent_action", "u=np.array([-3.0, 0.0, 0.5]), bound=bound"),
+    md("""
+The dataset and both runs are in `WORK`, a temporary folder: delete it when you are done
+(`shutil.rmtree(WORK)`).
+"""),
 ]
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -107,6 +108,14 @@ def test_views_redraw_when_their_controls_move():
     imagination.rollout.value = 1
     barrier_line = [t for t in imagination.plot.data if t.name == "rollout 1"][0]
     assert np.allclose(barrier_line.y, snapshot["imag_barrier"][:, 1])
+
+    latent_map = widgets.LatentMapView()
+    latent_map.show(widgets.BoardData(snapshot=snapshot, coords=np.zeros((12, 2))), {"snapshot"})
+    unsafe_trace = latent_map.plot.data[1]
+    latent_map._clicked(unsafe_trace, SimpleNamespace(point_inds=[1]), None)  # a click
+    assert latent_map.selected == unsafe_trace.customdata[1] == 3
+    assert "latent 3: unsafe" in latent_map.frame.layout.title.text
+    assert latent_map.plot.data[-1].name == "selected"
 
     stepper = widgets.EpisodeView()
     stepper.show(widgets.BoardData(episode=episode), {"episode"})

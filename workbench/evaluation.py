@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from workbench.checkpoint import load_agent
 from workbench.engine import episode_summary, play_episode
@@ -19,6 +20,7 @@ def evaluate_run(
     run_dir: str | Path, episodes: int = 3, device: str = "cpu", explore: bool = True
 ) -> dict[str, Any]:
     loaded = load_agent(run_dir, device)
+    torch.manual_seed(HELD_OUT_SEED)  # sampled actions too: the same command, the same numbers
     config = loaded.config
     env = make_env(
         config.env.task,
