@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from workbench.envs import Step, VectorStep
+from workbench.hooks import Hook
 
 
 class FakeEnv:
@@ -90,3 +91,15 @@ class FakeVectorEnv:
 
     def close(self) -> None:
         self.closed = True
+
+
+class Recorder(Hook):
+    """Records the name of every event it receives, in order."""
+
+    def __init__(self):
+        self.calls: list[str] = []
+
+    def __getattribute__(self, name):
+        if name.startswith("on_"):
+            return lambda event: self.calls.append(name)
+        return super().__getattribute__(name)

@@ -7,21 +7,10 @@ import json
 import numpy as np
 import pytest
 
+from tests.fakes import Recorder
 from workbench.engine import Engine
-from workbench.hooks import Hook, StopAfter
+from workbench.hooks import StopAfter
 from workbench.runs import Run, RunError
-
-
-class Recorder(Hook):
-    """Records the name of every event it receives, in order."""
-
-    def __init__(self):
-        self.calls: list[str] = []
-
-    def __getattribute__(self, name):
-        if name.startswith("on_"):
-            return lambda event: self.calls.append(name)
-        return super().__getattribute__(name)
 
 
 def test_hooks_are_called_in_lifecycle_order(fake_envs, tiny_config, tmp_path):

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import workbench.envs
-from tests.fakes import FakeEnv
+from tests.fakes import FakeEnv, Recorder
 from workbench.cli import main
 from workbench.config import resolve
 from workbench.datasets import (
@@ -22,7 +22,6 @@ from workbench.datasets import (
     load_dataset,
     summarise,
 )
-from workbench.hooks import Hook
 from workbench.runs import Run
 
 ENV = {"image_size": 64, "action_repeat": 2, "time_limit": 100, "render": "fast"}
@@ -210,16 +209,6 @@ def test_lspc_takes_the_best_safe_actions_where_bc_safe_imitates_them_all():
 
 
 # --- the offline loop ------------------------------------------------------------------------
-
-
-class Recorder(Hook):
-    def __init__(self):
-        self.calls: list[str] = []
-
-    def __getattribute__(self, name):
-        if name.startswith("on_"):
-            return lambda event: self.calls.append(name)
-        return super().__getattribute__(name)
 
 
 @pytest.fixture
