@@ -12,7 +12,8 @@ demo: setup  ## a short real training run on SafetyPointGoal1 pixels, then its e
 	$(BIN)/workbench eval $(DEMO_DIR)
 	@echo "Open the dashboard on it with:  $(BIN)/workbench dashboard $(dir $(DEMO_DIR))"
 
-test: setup  ## lint, then every test (real environments included)
+test: setup  ## lint, then every test (real environments, notebooks and a real browser included)
+	bash scripts/setup-browser.sh
 	$(BIN)/ruff check workbench tests app
 	$(BIN)/python -m pytest -q
 
