@@ -43,7 +43,7 @@ from typing import Any
 
 import numpy as np
 
-from workbench.config import PRESETS, Config
+from workbench.config import PRESETS, Config, flatten
 from workbench.runs import CONFIG_FILE, Run, RunError, read_json, write_json
 
 SCHEMA = 1
@@ -199,11 +199,11 @@ def _plan(out: Path, request: Request, configs: dict[tuple[str, int], Config]) -
 def _checked_run(run_dir: Path, wanted: Config) -> Run:
     """The run at `run_dir`, after checking it was trained with the wanted settings."""
     run = Run(run_dir)
-    stored = _flat(Config.from_dict(run.config()).to_dict())
+    stored = flatten(Config.from_dict(run.config()).to_dict())
     may_differ = {"train.steps", "train.device"}  # a comparison may extend a run, or move it
     differ = [
         key
-        for key, value in _flat(wanted.to_dict()).items()
+        for key, value in flatten(wanted.to_dict()).items()
         if stored.get(key) != value and key not in may_differ
     ]
     if differ:
@@ -212,17 +212,6 @@ def _checked_run(run_dir: Path, wanted: Config) -> Run:
             "use the --task, --preset and --set it was started with, or another --out"
         )
     return run
-
-
-def _flat(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """{'train': {'seed': 0}} -> {'train.seed': 0}."""
-    flat = {}
-    for key, value in data.items():
-        if isinstance(value, dict):
-            flat.update(_flat(value, f"{prefix}{key}."))
-        else:
-            flat[prefix + key] = value
-    return flat
 
 
 def _missing_reason(run: Run, steps: int) -> str | None:

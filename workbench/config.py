@@ -251,7 +251,7 @@ class Config:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Config:
         config = cls()
-        apply(config, _flatten(data))
+        apply(config, flatten(data))
         return config
 
 
@@ -465,11 +465,12 @@ def _convert(key: str, value: Any, kind: type) -> Any:
     return value
 
 
-def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{'train': {'seed': 0}} -> {'train.seed': 0}."""
     flat = {}
     for key, value in data.items():
         if isinstance(value, dict):
-            flat.update(_flatten(value, f"{prefix}{key}."))
+            flat.update(flatten(value, f"{prefix}{key}."))
         else:
             flat[prefix + key] = value
     return flat
