@@ -220,13 +220,17 @@ def _add_bench(commands) -> None:
 def _bench(args) -> int:
     from workbench.bench import run_bench
 
-    results = run_bench(args.preset, args.device, args.num_envs)
-    if args.json:
-        print(json.dumps(results, indent=2))
-    else:
-        for key, value in results.items():
-            print(f"{key:32s} {value:.1f}" if isinstance(value, float) else f"{key:32s} {value}")
+    print_results(run_bench(args.preset, args.device, args.num_envs), args.json, digits=1)
     return 0
+
+
+def print_results(results: dict, as_json: bool, digits: int) -> None:
+    """A benchmark's numbers: as JSON, or one aligned line each."""
+    if as_json:
+        print(json.dumps(results, indent=2))
+        return
+    for key, value in results.items():
+        print(f"{key:32s} {value:.{digits}f}" if isinstance(value, float) else f"{key:32s} {value}")
 
 
 # --- tasks -----------------------------------------------------------------------------------

@@ -13,7 +13,6 @@
 
 from __future__ import annotations
 
-import json
 import tempfile
 import time
 from pathlib import Path
@@ -48,11 +47,9 @@ def _bench_inspect(args) -> int:
     results = bench_projection(args.points, args.snapshot_points, args.run_dir)
     if not args.no_training:
         results.update(bench_overhead(args.preset, args.task, args.updates))
-    if args.json:
-        print(json.dumps(results, indent=2))
-    else:
-        for key, value in results.items():
-            print(f"{key:32s} {value:.3f}" if isinstance(value, float) else f"{key:32s} {value}")
+    from workbench.cli import print_results
+
+    print_results(results, args.json, digits=3)
     return 0
 
 
