@@ -273,6 +273,7 @@ class Engine:
         ret, cost, length = tracker.pop(index)
         self.counters["episode"] += 1
         self.counters["cumulative_cost"] += cost
+        self.agent.episode_end(cost)
         self.bus.emit(
             EpisodeEnd(
                 self.step,

@@ -46,6 +46,7 @@ from workbench.nets import (
     EnsembleMLP,
     NormGRUCell,
     TwoHot,
+    adam,
     categorical_kl,
     kl_with_free_bits,
     sample_onehot,
@@ -119,7 +120,7 @@ class WorldModel(nn.Module):
         for head in (self.reward_head, self.cost_head):  # start by predicting exactly 0
             nn.init.zeros_(head[-1].weight)
             nn.init.zeros_(head[-1].bias)
-        self.optimizer = torch.optim.Adam(self.parameters(), lr=c.lr)
+        self.optimizer = adam(self.parameters(), c.lr)
 
     # ----- states and transitions -------------------------------------------------------------
 
@@ -240,13 +241,14 @@ class WorldModel(nn.Module):
     ) -> Imagination:
         """Roll `policy` (features [N,F] -> actions [N,A]) forward `horizon` steps from start [N].
 
-        Differentiable w.r.t. the actions (and so the policy's parameters); wrap in no_grad when
-        not needed.
+        Differentiable w.r.t. the actions (and so the policy's parameters): gradients reach each
+        action from the states after it, never through the policy's input (DreamerV3's
+        `policy(sg(state))`); wrap in no_grad when not needed.
         """
         latents, actions, spreads = [start], [], []
         latent = start
         for _ in range(horizon):
-            action = policy(latent.features())
+            action = policy(latent.features().detach())  # sg(state), as every reference does
             latent, member_logits = self._prior_step(latent, action, member)
             latents.append(latent)
             actions.append(action)

@@ -31,7 +31,7 @@ from torch import Tensor, nn
 
 from workbench.agents.base import Agent, Update, _step
 from workbench.config import BarrierConfig, Config
-from workbench.nets import MLP
+from workbench.nets import MLP, adam
 from workbench.world_model import Imagination, Latent, WorldModel
 
 
@@ -79,7 +79,7 @@ class BarrierAgent(Agent):
     def __init__(self, config: Config, world_model: WorldModel, action_dim: int):
         super().__init__(config, world_model, action_dim)
         self.barrier = BarrierNet(world_model.feature_dim, config.agent.hidden, config.agent.layers)
-        self.barrier_optimizer = torch.optim.Adam(self.barrier.parameters(), lr=config.barrier.lr)
+        self.barrier_optimizer = adam(self.barrier.parameters(), config.barrier.lr)
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {**super().optimizers(), "barrier": self.barrier_optimizer}

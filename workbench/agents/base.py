@@ -24,7 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from workbench.config import Config
-from workbench.nets import MLP, lambda_returns
+from workbench.nets import MLP, adam, lambda_returns
 from workbench.world_model import Imagination, Latent, WorldModel
 
 
@@ -85,9 +85,9 @@ class Agent(nn.Module):
         self.actor = Actor(feature_dim, action_dim, cfg.hidden, cfg.layers)
         self.critic = Critic(feature_dim, cfg.hidden, cfg.layers)
         self.cost_critic = Critic(feature_dim, cfg.hidden, cfg.layers)
-        self.actor_optimizer = torch.optim.Adam(self.actor.parameters(), lr=cfg.actor_lr)
+        self.actor_optimizer = adam(self.actor.parameters(), cfg.actor_lr)
         critics = [*self.critic.net.parameters(), *self.cost_critic.net.parameters()]
-        self.critic_optimizer = torch.optim.Adam(critics, lr=cfg.critic_lr)
+        self.critic_optimizer = adam(critics, cfg.critic_lr)
         # Return scale (DreamerV3): an EMA of the 5th-95th percentile range of reward returns.
         self.register_buffer("return_scale", torch.ones(()))
 
@@ -117,6 +117,10 @@ class Agent(nn.Module):
     @torch.no_grad()
     def inspect(self, features: Tensor) -> dict[str, Tensor]:
         return {"value": self.critic(features), "cost_value": self.cost_critic(features)}
+
+    def episode_end(self, cost: float) -> None:
+        """Called by the engine when a training episode ends, with its real cost. Agents whose
+        multiplier follows the real episode cost (SafeDreamer's PID Lagrangian) override it."""
 
     # --- the steps shared by every update ---------------------------------------------------
 
@@ -164,7 +168,10 @@ class Agent(nn.Module):
     def normalised(self, reward_return: Tensor) -> Tensor:
         """Reward returns divided by their (EMA) percentile range, floored at 1 (DreamerV3)."""
         with torch.no_grad():
-            low, high = torch.quantile(reward_return.detach().float(), torch.tensor([0.05, 0.95]))
+            low, high = torch.quantile(
+                reward_return.detach().float(),
+                torch.tensor([0.05, 0.95], device=reward_return.device),
+            )
             self.return_scale.lerp_(torch.clamp(high - low, min=1.0), 0.01)
         return reward_return / self.return_scale
 

@@ -41,7 +41,7 @@ class BehaviourCloning(OfflineAgent):
         super().__init__(config, world_model, action_dim)
         cfg = config.agent
         self.actor = TanhPolicy(world_model.feature_dim, action_dim, cfg.hidden, cfg.layers)
-        self.optimizer = torch.optim.Adam(self.actor.parameters(), lr=config.offline.lr)
+        self.optimizer = adam(self.actor.parameters(), config.offline.lr)
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"actor": self.optimizer}

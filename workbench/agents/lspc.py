@@ -42,7 +42,7 @@ from torch.distributions import Normal, kl_divergence
 
 from workbench.agents.base import Critic, OfflineAgent, cost_budget
 from workbench.config import Config
-from workbench.nets import MLP
+from workbench.nets import MLP, adam
 from workbench.world_model import WorldModel
 
 MAX_WEIGHT = 100.0
@@ -156,9 +156,9 @@ class LSPC(OfflineAgent):
         self.reward_critics = Critics(*sizes, expectile=lspc.expectile)
         self.cost_critics = Critics(*sizes, expectile=1 - lspc.expectile)
         critics = [*self.reward_critics.parameters(), *self.cost_critics.parameters()]
-        self.cvae_optimizer = torch.optim.Adam(self.cvae.parameters(), lr=lr)
-        self.critic_optimizer = torch.optim.Adam([p for p in critics if p.requires_grad], lr=lr)
-        self.actor_optimizer = torch.optim.Adam(self.actor.net.parameters(), lr=lr)
+        self.cvae_optimizer = adam(self.cvae.parameters(), lr)
+        self.critic_optimizer = adam([p for p in critics if p.requires_grad], lr)
+        self.actor_optimizer = adam(self.actor.net.parameters(), lr)
         self.budget = cost_budget(config)
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
