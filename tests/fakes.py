@@ -38,8 +38,11 @@ class FakeEnv:
         self.steps = 0
         return self.render()
 
+    def hazard_distance(self) -> float:
+        return float(np.linalg.norm(self.position - 0.5)) - 0.2
+
     def in_hazard(self) -> bool:
-        return float(np.linalg.norm(self.position - 0.5)) < 0.2
+        return self.hazard_distance() < 0
 
     def step(self, action: np.ndarray) -> Step:
         action = np.clip(np.asarray(action, np.float32), -1, 1)
@@ -49,7 +52,8 @@ class FakeEnv:
         reward = float(before - np.linalg.norm(self.position - 0.9))
         cost = float(self.in_hazard())
         truncated = self.steps >= self.max_steps
-        return Step(self.render(), reward, cost, False, truncated, {"cost_sum": cost})
+        info = {"cost_sum": cost}
+        return Step(self.render(), reward, cost, False, truncated, info, self.hazard_distance())
 
     def render(self) -> np.ndarray:
         size = self.image_size
@@ -87,6 +91,7 @@ class FakeVectorEnv:
             cost=np.array([s.cost for s in steps], np.float32),
             terminated=np.array([s.terminated for s in steps]),
             truncated=np.array([s.truncated for s in steps]),
+            hazard_distance=np.array([s.hazard_distance for s in steps], np.float32),
         )
 
     def close(self) -> None:

@@ -14,7 +14,7 @@ import torch
 
 from workbench.agents import make_agent
 from workbench.config import resolve
-from workbench.engine import autocast, resolve_device
+from workbench.device import autocast, resolve_device
 from workbench.envs import bench_envs
 from workbench.world_model import WorldModel
 

@@ -127,7 +127,7 @@ def build_dataset(
     *,
     seed: int = 0,
     image_size: int = 64,
-    action_repeat: int = 2,
+    action_repeat: int = 4,
     time_limit: int = 1000,
     render: str = "fast",
     device: str = "cpu",
@@ -174,7 +174,7 @@ def _player(behaviour: Behaviour, task: str, env: dict[str, Any], device: str):
     if behaviour.checkpoint is None:
         return "random", _play_random
     from workbench.checkpoint import load_agent
-    from workbench.engine import play_episode
+    from workbench.evaluation import play_episode
 
     path = behaviour.checkpoint
     run = path.parent.parent if path.is_file() else path  # RUN/checkpoints/ckpt_<step>.pt

@@ -24,7 +24,9 @@ import torch
 from workbench import checkpoint
 from workbench.agents import make_agent
 from workbench.config import Config
-from workbench.envs import PixelEnv, make_env, make_vector_env
+from workbench.device import autocast, resolve_device, single_threaded
+from workbench.envs import make_env, make_vector_env
+from workbench.evaluation import episode_summary, play_episode, world_model_health
 from workbench.hooks import (
     AgentUpdate,
     Checkpoint,
@@ -45,35 +47,6 @@ from workbench.hooks import (
 from workbench.replay import Replay
 from workbench.runs import CONFIG_FILE, EPISODES, RunError, RunWriter, read_json
 from workbench.world_model import WorldModel
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise RunError(f"device {name!r} asked for, but CUDA is not available; use --device cpu")
-    return torch.device(name)
-
-
-def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
-    """bf16 autocast on CUDA (unless fp32 is asked for); plain fp32 on CPU."""
-    use_bf16 = precision == "bf16" or (precision == "auto" and device.type == "cuda")
-    if not use_bf16:
-        return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=torch.bfloat16)
-
-
-@contextlib.contextmanager
-def single_threaded():
-    """Acting works on a frame or two at a time, where torch's thread pool only waits on itself
-    and on the renderer (measured: 5 ms per step with one thread, up to 300 ms with two on a
-    busy 2-core machine). Training batches keep every thread."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 @dataclass
@@ -256,6 +229,7 @@ class Engine:
             "cost": np.float32(result.cost[index]),
             "is_first": np.bool_(False),
             "is_terminal": np.bool_(result.terminated[index]),
+            "hazard_distance": np.float32(result.hazard_distance[index]),
         }
 
     def _add_first(self, index: int, frame: np.ndarray) -> None:
@@ -266,6 +240,7 @@ class Engine:
             "cost": np.float32(0),
             "is_first": np.bool_(True),
             "is_terminal": np.bool_(False),
+            "hazard_distance": np.float32(np.nan),  # not asked of the env at reset
         })  # fmt: skip
 
     def _end_episode(self, index: int, tracker: EpisodeTracker) -> None:
@@ -313,7 +288,7 @@ class Engine:
         """Play `eval_episodes` episodes with the deterministic policy; save them with frames."""
         cfg = self.config
         env = make_env(cfg.env.task, seed=cfg.train.seed + 10_000, **self.env_kwargs)
-        summaries, paths = [], []
+        summaries, paths, played = [], [], []
         try:
             for index in range(cfg.train.eval_episodes):
                 episode = play_episode(
@@ -325,9 +300,11 @@ class Engine:
                 )
                 paths.append(str(self.writer.save_eval(self.step, index, episode)))
                 summaries.append(episode_summary(episode))
+                played.append(episode)
         finally:
             env.close()
-        self.bus.emit(Evaluation(self.step, episodes=summaries, paths=paths))
+        health = world_model_health(played)
+        self.bus.emit(Evaluation(self.step, episodes=summaries, paths=paths, health=health))
         return summaries
 
     def save_checkpoint(self) -> Path:
@@ -386,67 +363,3 @@ def stop_on_sigterm():
         return signal.signal(signal.SIGTERM, handler)
     except ValueError:  # not the main thread (a notebook running the engine in a thread)
         return signal.getsignal(signal.SIGTERM)
-
-
-# ---------------------------------------------------------------------------------------------
-# Real episodes, step by step (used by evaluation, `workbench eval` and the viewers).
-
-
-@torch.no_grad()
-@single_threaded()
-def play_episode(
-    env: PixelEnv,
-    world_model: WorldModel,
-    agent,
-    *,
-    explore: bool,
-    seed: int | None = None,
-    noise: float = 0.0,
-) -> dict[str, np.ndarray]:
-    """Play one episode, recording per frame: the frame, its reconstruction, the action chosen
-    there, the reward and cost received on arriving there and their predictions, whether the
-    episode terminated there, ensemble disagreement, and the agent's own values (`inspect`).
-    `noise`: standard deviation of Gaussian noise added to every action (behaviour datasets)."""
-    device = next(world_model.parameters()).device
-    obs = env.reset(seed=seed)
-    latent = world_model.initial(1)
-    action = torch.zeros(1, env.action_dim, device=device)
-    is_first = torch.ones(1, dtype=torch.bool, device=device)
-    steps: list[dict[str, np.ndarray]] = []
-    reward = cost = 0.0
-    done = terminal = False
-    while True:
-        frame = torch.as_tensor(obs[None], device=device)
-        latent = world_model.observe_step(latent, action, frame, is_first)
-        features = latent.features()
-        action = agent.act(latent, explore=explore).float()
-        if noise:
-            action = (action + noise * torch.randn_like(action)).clamp(-1, 1)
-        steps.append({
-            "frame": obs,
-            "recon": (world_model.decode(features)[0].clamp(0, 1) * 255).byte().cpu().numpy(),
-            "action": action[0].cpu().numpy(),
-            "reward": np.float32(reward),
-            "cost": np.float32(cost),
-            "terminal": np.bool_(terminal),
-            "pred_reward": world_model.reward(features)[0].cpu().numpy(),
-            "pred_cost": world_model.cost(features)[0].cpu().numpy(),
-            "disagreement": world_model.disagreement(latent, action)[0].cpu().numpy(),
-            **{k: v[0].cpu().numpy() for k, v in agent.inspect(features).items()},
-        })  # fmt: skip
-        if done:
-            break  # the final frame is recorded; its action is never taken
-        low, high = env.action_low, env.action_high
-        result = env.step(low + (action[0].cpu().numpy() + 1) / 2 * (high - low))
-        obs, reward, cost = result.obs, result.reward, result.cost
-        terminal, done = result.terminated, result.terminated or result.truncated
-        is_first[:] = False
-    return {key: np.stack([s[key] for s in steps]) for key in steps[0]}
-
-
-def episode_summary(episode: dict[str, np.ndarray]) -> dict[str, float]:
-    return {
-        "return": float(episode["reward"].sum()),
-        "cost": float(episode["cost"].sum()),
-        "length": float(len(episode["reward"])),
-    }

@@ -251,6 +251,9 @@ class Step:
     terminated: bool
     truncated: bool
     info: dict
+    hazard_distance: float = float("nan")
+    """Ground truth after the step: distance from the agent to the nearest hazard's edge
+    (negative inside one; NaN for tasks without hazards), see `PixelEnv.hazard_distance`."""
 
 
 class PixelEnv:
@@ -314,7 +317,20 @@ class PixelEnv:
                 break
         self._done = bool(terminated) or truncated
         self._frame = self._render()
-        return Step(self._frame, reward, cost, bool(terminated), truncated, info)
+        distance = self.hazard_distance()
+        return Step(self._frame, reward, cost, bool(terminated), truncated, info, distance)
+
+    def hazard_distance(self) -> float:
+        """The simulator's distance (m, in the floor plane) from the agent to the edge of the
+        nearest hazard: negative inside one, NaN for a task without hazards. Ground truth to
+        check the cost head and the barrier against; the agent never sees it."""
+        task = self._env.unwrapped.task
+        hazards = getattr(task, "hazards", None)
+        if hazards is None or not getattr(hazards, "num", 0):
+            return float("nan")
+        centres = np.asarray(hazards.pos)[:, :2]
+        gaps = np.linalg.norm(centres - np.asarray(task.agent.pos)[:2], axis=-1) - hazards.size
+        return float(gaps.min())
 
     def render(self) -> np.ndarray:
         """The current frame (the same image as the last observation)."""
@@ -400,6 +416,8 @@ class VectorStep:
     cost: np.ndarray
     terminated: np.ndarray
     truncated: np.ndarray
+    hazard_distance: np.ndarray
+    """Ground truth per env (see `PixelEnv.hazard_distance`)."""
 
 
 def _worker(conn: Any, task: str, env_kwargs: dict) -> None:
@@ -542,6 +560,7 @@ class VectorEnv:
             cost=np.array([s.cost for s in steps], dtype=np.float32),
             terminated=np.array([s.terminated for s in steps], dtype=bool),
             truncated=np.array([s.truncated for s in steps], dtype=bool),
+            hazard_distance=np.array([s.hazard_distance for s in steps], dtype=np.float32),
         )
 
     def close(self) -> None:

@@ -86,6 +86,8 @@ class AgentUpdate(Event):
 class Evaluation(Event):
     episodes: list[dict[str, float]]
     paths: list[str]
+    health: dict[str, Any] = field(default_factory=dict)
+    """The world model's health on these episodes (`evaluation.world_model_health`)."""
 
 
 @dataclass
@@ -199,7 +201,8 @@ class MetricsWriter(Hook):
     def on_evaluation(self, event: Evaluation) -> None:
         keys = event.episodes[0].keys() if event.episodes else []
         means = {key: float(np.mean([e[key] for e in event.episodes])) for key in keys}
-        self.writer.log("eval", event.step, means)
+        health = {f"health/{k}": v for k, v in event.health.items() if isinstance(v, float)}
+        self.writer.log("eval", event.step, means | health)
 
 
 class ProgressBar(Hook):

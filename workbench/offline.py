@@ -39,7 +39,8 @@ from workbench import checkpoint
 from workbench.agents import make_agent
 from workbench.config import Config
 from workbench.datasets import load_dataset
-from workbench.engine import Engine, autocast
+from workbench.device import autocast
+from workbench.engine import Engine
 from workbench.hooks import AgentUpdate, ProgressBar, Snapshot, TrainStart, WorldModelUpdate
 from workbench.replay import Replay
 from workbench.runs import EPISODES, RunError

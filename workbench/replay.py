@@ -18,6 +18,9 @@ import numpy as np
 from workbench.runs import load_arrays, save_arrays
 
 KEYS = ("obs", "action", "reward", "cost", "is_first", "is_terminal")
+"""What a step record holds for training."""
+GROUND_TRUTH = ("hazard_distance",)
+"""Recorded beside KEYS for checking what was learned (never trained on); NaN where unknown."""
 
 
 class Stream:
@@ -40,8 +43,12 @@ class Stream:
         self.size += 1
 
     def extend(self, episode: dict[str, np.ndarray]) -> None:
+        unknown = np.full(len(episode["obs"]), np.nan, np.float32)  # episodes saved before it
+        truth = {key: episode.get(key, unknown) for key in GROUND_TRUTH}
         for t in range(len(episode["obs"])):
-            self.append({key: episode[key][t] for key in KEYS})
+            self.append(
+                {key: episode[key][t] for key in KEYS} | {k: v[t] for k, v in truth.items()}
+            )
 
     def slice(self, start: int, stop: int) -> dict[str, np.ndarray]:
         return {key: array[start:stop] for key, array in self.arrays.items()}

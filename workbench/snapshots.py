@@ -69,7 +69,7 @@ class SnapshotHook(Hook):
 
     def take(self, batch: dict[str, Tensor], posterior: Latent) -> dict[str, np.ndarray]:
         """The snapshot's arrays (all but step and update) from a batch and its posterior [B, T]."""
-        from workbench.engine import autocast
+        from workbench.device import autocast
 
         engine = self.engine
         length = posterior.deter.shape[1]

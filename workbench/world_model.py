@@ -21,7 +21,8 @@ Choices:
 
 Training loss, per step, averaged over batch and time (DreamerV3 with free bits f):
     image        sum over pixels of (decoder(features) - obs)^2, pixels in [-0.5, 0.5]
-    reward, cost two-hot cross-entropy in symlog space (cost weighted by cost_scale)
+    reward, cost two-hot cross-entropy in symlog space (cost weighted by cost_scale, and its
+                 unsafe steps, cost > 0, by unsafe_cost_weight)
     cont         binary cross-entropy against 1 - is_terminal
     dynamics     mean_k max(f, KL(sg(q) || p_k))           weight kl_dynamics (trains the priors)
     representation  max(f, KL(q || sg(mean_k p_k)))       weight kl_representation (trains q)
@@ -305,7 +306,12 @@ class WorldModel(nn.Module):
         reward_dist = TwoHot(self.reward_head(features))
         cost_dist = TwoHot(self.cost_head(features))
         reward_loss = reward_dist.loss(batch["reward"]).mean()
-        cost_loss = cost_dist.loss(batch["cost"]).mean()
+        # Unsafe steps are rare: weighting them (SafeDreamer weights cost >= 1 by 10) keeps the
+        # head from settling on "always nearly safe" (measured: 0.23 predicted on unsafe steps
+        # whose true cost was 1.97).
+        unsafe = batch["cost"] > 0
+        cost_weight = torch.where(unsafe, c.unsafe_cost_weight, 1.0)
+        cost_loss = (cost_weight * cost_dist.loss(batch["cost"])).mean()
 
         cont_logits = self.cont_head(features).float().squeeze(-1)
         cont_target = 1.0 - batch["is_terminal"].float()

@@ -17,7 +17,7 @@ from torch import Tensor, nn
 
 from workbench.agents.base import OfflineAgent
 from workbench.config import Config
-from workbench.nets import MLP
+from workbench.nets import MLP, adam
 from workbench.world_model import WorldModel
 
 
