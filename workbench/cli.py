@@ -178,6 +178,23 @@ def _add_eval(commands) -> None:
     p.set_defaults(run=_eval)
 
 
+HEALTH_LINES = {
+    "reward_r2": "reward head R^2 (1 - MSE/Var)",
+    "reward_corr": "reward head correlation with the real reward",
+    "reward_spread": "reward prediction spread / real spread",
+    "cost_auroc": "cost head AUROC (unsafe = cost > 0)",
+    "unsafe_pred_cost": "mean predicted cost on unsafe steps",
+    "unsafe_true_cost": "mean real cost on unsafe steps",
+    "recon_mse": "image recon MSE per pixel",
+    "object_error": "recon error on hazard and goal pixels",
+    "action_std": "actor's action spread",
+    "hazard_corr_pred_cost": "corr(predicted cost, hazard distance)",
+    "hazard_corr_cost_value": "corr(cost value, hazard distance)",
+    "hazard_corr_barrier": "corr(barrier B, hazard distance)",
+}
+"""`workbench eval`'s lines for `evaluation.world_model_health`, in the order a reader wants."""
+
+
 def _eval(args) -> int:
     from workbench.evaluation import evaluate_run
 
@@ -188,20 +205,19 @@ def _eval(args) -> int:
         print(json.dumps(report, indent=2))
         return 0
     print(
-        f"{args.run_dir} (checkpoint at step {report['checkpoint_step']}, {report['episodes']} held-out episodes)"
+        f"{args.run_dir} (checkpoint at step {report['checkpoint_step']}, "
+        f"{report['episodes']} held-out episodes)"
     )
     print(f"  return       {report['return_mean']:.2f} +- {report['return_std']:.2f}")
     print(
-        f"  episode cost {report['cost_mean']:.2f} +- {report['cost_std']:.2f}   (limit {report['cost_limit']})"
+        f"  episode cost {report['cost_mean']:.2f} +- {report['cost_std']:.2f}"
+        f"   (limit {report['cost_limit']})"
     )
-    auroc = report["cost_auroc"]
-    unsafe = f"{report['unsafe_steps']} unsafe of {report['steps']} steps"
-    print(
-        f"  cost head AUROC {auroc:.3f} ({unsafe})"
-        if auroc is not None
-        else f"  cost head AUROC n/a ({unsafe})"
-    )
-    print(f"  image recon MSE {report['recon_mse']:.4f} per pixel")
+    print("  world model health:")
+    for key, label in HEALTH_LINES.items():
+        value = report.get(key)
+        print(f"    {label:44s} {'n/a' if value is None else f'{value:.3f}'}")
+    print(f"    ({report['unsafe_steps']} unsafe of {report['steps']} steps)")
     return 0
 
 

@@ -14,6 +14,7 @@ GROUP_TITLES = {
     "planner": "Planner",
     "barrier": "Barrier function",
     "cerl": "CERL",
+    "health": "World-model health (held-out evaluation episodes)",
 }
 
 st.title("Runs")
@@ -44,7 +45,8 @@ def show_runs(runs: list) -> None:
     for kind, title in KINDS.items():
         keys = figures.metric_keys(r for rows in records[kind].values() for r in rows)
         for group, group_keys in figures.metric_groups(keys).items():
-            st.subheader(title if kind != "train" else GROUP_TITLES.get(group, group))
+            train_group = kind == "train" or group
+            st.subheader(GROUP_TITLES.get(group, group) if train_group else title)
             show_grid([figures.curves(records[kind], key, smooth=smooth) for key in group_keys])
 
 
