@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import copy
 import json
+import math
+import warnings
 from types import SimpleNamespace
 
 import numpy as np
@@ -11,6 +14,7 @@ import torch
 
 import workbench.envs
 from tests.fakes import FakeEnv, Recorder
+from tests.test_barrier_cerl import DEVICES, DeviceCheck
 from workbench.cli import main
 from workbench.config import resolve
 from workbench.datasets import (
@@ -208,6 +212,50 @@ def test_lspc_takes_the_best_safe_actions_where_bc_safe_imitates_them_all():
     assert (lspc_first > 0.65).float().mean() < 0.1, "and stay near safe behaviour"
 
 
+def test_lspc_learns_its_cvae_from_the_safest_data_when_no_episode_is_safe():
+    """d = 2 on a weak dataset: not one episode within the limit. The CVAE still learns, from
+    each batch's safest tenth by the cost critic, and says so."""
+    agent = lspc_agent()
+
+    def unsafe_bandit(count: int, seed: int) -> dict[str, torch.Tensor]:
+        return {**bandit(count, seed), "safe": torch.zeros(count)}
+
+    before = copy.deepcopy(agent.cvae.state_dict())
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        metrics = agent.update(unsafe_bandit(256, seed=0))
+    after = agent.cvae.state_dict()
+    assert any(not torch.equal(value, after[key]) for key, value in before.items()), (
+        "the CVAE learnt nothing"
+    )
+    assert metrics["lspc/cvae_fallback"] == 1 and metrics["lspc/episode_safe_fraction"] == 0
+    assert any("safest 10%" in str(warning.message) for warning in caught)
+    for update in range(1, 300):
+        agent.update(unsafe_bandit(128, seed=update))
+    batch = unsafe_bandit(512, seed=10_000)
+    chosen, fallback = agent.cvae_data(batch)
+    assert fallback and chosen.sum() == math.ceil(0.1 * 512)
+    assert batch["cost"].mean() > 0.2  # a quarter of the actions cost 1
+    assert batch["cost"][chosen > 0].mean() < 0.05, "the CVAE should learn the safest actions"
+
+
+@pytest.fixture(params=DEVICES)
+def device(request) -> str:
+    return request.param
+
+
+@pytest.mark.parametrize("safe", [1.0, 0.0])
+def test_lspc_update_creates_every_tensor_on_its_device(device, safe):
+    agent = lspc_agent().to(device)
+    batch = {key: value.to(device) for key, value in bandit(64, seed=0).items()}
+    batch["safe"] = torch.full_like(batch["safe"], safe)
+    with DeviceCheck(device) as check, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for _ in range(2):  # the second step finds Adam's state in place
+            agent.update(batch)
+    assert not check.strays, check.strays[:5]
+
+
 # --- the offline loop ------------------------------------------------------------------------
 
 
@@ -304,6 +352,7 @@ def test_end_to_end_on_the_real_task(tmp_path):
         tmp_path / "data",
         2,
         [Behaviour(None)],
+        action_repeat=2,
         time_limit=60,
         progress=False,
     )

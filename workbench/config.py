@@ -57,8 +57,10 @@ class ModelConfig:
     """Weight of the KL that keeps the posterior near the (stopped) prior."""
     unimix: float = 0.01
     """Mix of a uniform distribution into the categorical latents, so no class has zero mass."""
+    reward_scale: float = 1.0
+    """Weight of the reward-prediction loss (the image loss, summed over pixels, is ~100x larger)."""
     cost_scale: float = 1.0
-    """Weight of the cost-prediction loss relative to the reward loss."""
+    """Weight of the cost-prediction loss."""
     unsafe_cost_weight: float = 10.0
     """Extra weight of the cost loss on unsafe steps (cost > 0), which are rare (SafeDreamer: 10)."""
     lr: float = 1e-4
@@ -160,8 +162,12 @@ class BarrierConfig:
     """Decay rate in (0, 1] of the invariance condition B(z') - B(z) + alpha B(z) >= 0."""
     invariance_weight: float = 1.0
     """Weight of the invariance loss on imagined transitions."""
+    unsafe_cost: float = 0.1
+    """Imagined states whose predicted cost exceeds this are labelled unsafe (reference: 0.01)."""
     actor_weight: float = 1.0
-    """Weight of the invariance violations along imagined rollouts in the actor's loss."""
+    """Weight of the invariance violations along imagined rollouts in the actor's loss, each
+    measured in units of alpha x eps_unsafe: at 1, a step spent in a hazard costs as much as the
+    spread of the normalised returns."""
     lr: float = 3e-4
     """Barrier network learning rate (Adam)."""
 
@@ -171,7 +177,9 @@ class CERLConfig:
     """Pessimistic ensemble + log-barrier policy optimisation (seed 002)."""
 
     eta: float = 0.1
-    """Weight of the log barrier: the actor maximises J + eta log(d - Jc_worst)."""
+    """Initial weight of the log barrier: the actor maximises J + eta log(d - Jc_worst)."""
+    eta_rate: float = 8e-6
+    """After every update inside the feasible set, eta <- eta / (1 + eta_rate) (actsafe: 8e-6)."""
     backtrack: float = 0.5
     """Step-size shrink factor in (0, 1) while an update would leave the feasible set."""
     max_backtracks: int = 5
@@ -191,6 +199,9 @@ class LSPCConfig:
     latent codes (per dimension, around their mean)."""
     beta: float = 0.5
     """Weight of the CVAE's KL term (KL and squared error each averaged over their dimensions)."""
+    fallback_fraction: float = 0.1
+    """When no transition of a batch counts as safe (see agents/lspc.py), the CVAE learns from
+    this fraction of it with the lowest cost Q instead, and says so (lspc/cvae_fallback)."""
     expectile: float = 0.7
     """Expectile tau of the IQL value regression."""
     temperature: float = 3.0

@@ -319,7 +319,7 @@ class WorldModel(nn.Module):
 
         total = (
             recon
-            + reward_loss
+            + c.reward_scale * reward_loss
             + c.cost_scale * cost_loss
             + cont_loss
             + c.kl_dynamics * dynamics

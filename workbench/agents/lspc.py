@@ -8,14 +8,26 @@ actions stay near safe behaviour. Within that space it maximises reward by advan
 regression, with critics learnt from the data alone (IQL style: no action outside the dataset
 is ever evaluated).
 
-Each update, on a minibatch of dataset transitions (s, a, r, c, s', done), each marked safe when
-its episode's cost is within `agent.cost_limit`:
+Each update, on a minibatch of dataset transitions (s, a, r, c, s', done), each marked safe by
+the dataset when its episode's cost is within `agent.cost_limit`:
 
-1. CVAE, on the safe transitions: encoder q(z | s, a) = N(mu, sigma), decoder D(s, z) in [-1, 1];
-   loss |D(s, z) - a|^2 + beta KL(q || N(0, I)), z sampled from q, both averaged over their
-   dimensions (as in BCQ and PLAS, whose beta = 0.5 this keeps: a heavier KL lets the decoder
-   ignore z, so that every latent action decodes to the same average safe action). Follow the
-   mean and standard deviation per dimension of the safe codes mu (moving averages m and d).
+1. CVAE, on the safe transitions (`cvae_data`). When a batch has none (always, for a dataset
+   without a single episode within the limit), the CVAE learns from the safest
+   `fallback_fraction` of the batch instead, ranked by the cost critic Q_c(s, a): the safest
+   behaviour the data has. That is logged (lspc/cvae_fallback) and warned about once, as such
+   a policy imitates behaviour that was over the limit. The reference (`lspc_iql.py`,
+   `_update_cost_v`) labels transitions by its cost critics alone, safe where V_c(s) and
+   Q_c(s, a) are both below 0.02, i.e. where no more cost is to come. Here the dataset's label
+   comes first, as a learnt critic blurs the edge of a hazard (tried: adding the transitions
+   the critics put within the budget, on a bandit whose actions a[0] > 0.5 cost 1, 79% of the
+   policy's actions ended above 0.65), and the critic only ranks, so that there is always data.
+   Encoder q(z | s, a) = N(mu, sigma), decoder D(s, z) in [-1, 1]; loss |D(s, z) - a|^2 +
+   beta KL(q || N(0, I)), z sampled from q, both averaged over their dimensions (as in BCQ and
+   PLAS, whose beta = 0.5 this keeps: a heavier KL lets the decoder ignore z, so that every
+   latent action decodes to the same average safe action). Unlike the reference, the CVAE's
+   transitions are not weighted by exp(cost advantage): the cost advantage acts in step 4.
+   Follow the mean and standard deviation per dimension of the safe codes mu (moving averages
+   m and d).
 2. Reward critics (IQL): V_r(s) regresses the expectile tau of the target critic Q_r(s, a) over
    the dataset's actions (close to the best the data does from s); Q_r(s, a) regresses
    r + gamma (1 - done) V_r(s').
@@ -35,6 +47,9 @@ its episode's cost is within `agent.cost_limit`:
 """
 
 from __future__ import annotations
+
+import math
+import warnings
 
 import torch
 from torch import Tensor, nn
@@ -107,6 +122,7 @@ class LatentActor(nn.Module):
     def follow_codes(self, codes: Tensor) -> None:
         """Move center and scale towards the mean and standard deviation of `codes` [N, d]."""
         if len(codes) > 1:
+            codes = codes.float()  # the buffers stay fp32 under bf16 autocast
             self.center.lerp_(codes.mean(0), CODE_RATE)
             self.scale.lerp_(codes.std(0), CODE_RATE)
 
@@ -160,6 +176,7 @@ class LSPC(OfflineAgent):
         self.critic_optimizer = adam([p for p in critics if p.requires_grad], lr)
         self.actor_optimizer = adam(self.actor.net.parameters(), lr)
         self.budget = cost_budget(config)
+        self._warned = False
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {
@@ -171,11 +188,12 @@ class LSPC(OfflineAgent):
     def update(self, transitions: dict[str, Tensor]) -> dict[str, float]:
         features, action, safe = transitions["features"], transitions["action"], transitions["safe"]
         gamma = self.config.agent.gamma
-        recon, kl = self.cvae.losses(features, action)  # 1
-        cvae_loss = (safe * (recon + self.config.lspc.beta * kl)).sum() / safe.sum().clamp(min=1)
+        chosen, fallback = self.cvae_data(transitions)  # 1
+        recon, kl = self.cvae.losses(features, action)
+        cvae_loss = (chosen * (recon + self.config.lspc.beta * kl)).sum() / chosen.sum()
         self.step(self.cvae_optimizer, cvae_loss)
         self.actor.follow_codes(
-            self.cvae.encode(features[safe > 0], action[safe > 0]).mean.detach()
+            self.cvae.encode(features[chosen > 0], action[chosen > 0]).mean.detach()
         )
         reward_q, reward_v = self.reward_critics.losses(
             transitions, transitions["reward"], gamma
@@ -193,10 +211,12 @@ class LSPC(OfflineAgent):
         tau = self.config.agent.target_tau  # 5
         self.reward_critics.q.follow(tau)
         self.cost_critics.q.follow(tau)
-        safe_recon = (safe * recon).sum() / safe.sum().clamp(min=1)
         return {
-            "lspc/cvae_recon": safe_recon.item(),
-            "lspc/cvae_kl": ((safe * kl).sum() / safe.sum().clamp(min=1)).item(),
+            "lspc/cvae_recon": ((chosen * recon).sum() / chosen.sum()).item(),
+            "lspc/cvae_kl": ((chosen * kl).sum() / chosen.sum()).item(),
+            "lspc/cvae_fraction": chosen.mean().item(),
+            "lspc/cvae_fallback": float(fallback),
+            "lspc/episode_safe_fraction": (safe > 0).float().mean().item(),
             "lspc/feasible_fraction": feasible.float().mean().item(),
             "lspc/weight_mean": weight.mean().item(),
             "agent/critic_loss": (reward_q + reward_v).item(),
@@ -205,6 +225,29 @@ class LSPC(OfflineAgent):
             "agent/actor_grad_norm": grad_norm,
             "agent/cost_budget": self.budget,
         }
+
+    @torch.no_grad()
+    def cvae_data(self, transitions: dict[str, Tensor]) -> tuple[Tensor, bool]:
+        """Step 1's transitions: a mask [N] (1: the CVAE learns from it), and whether it is the
+        fallback (the batch's safest fraction by Q_c, for want of a transition marked safe)."""
+        safe = transitions["safe"] > 0
+        if safe.any():
+            return safe.float(), False
+        if not self._warned:
+            self._warned = True
+            warnings.warn(
+                f"LSPC: a batch without a transition of any episode within agent.cost_limit="
+                f"{self.config.agent.cost_limit}; the CVAE learns from the safest "
+                f"{self.config.lspc.fallback_fraction:.0%} of each such batch by cost Q instead "
+                "(metric lspc/cvae_fallback = 1)",
+                stacklevel=3,
+            )
+        state_action = torch.cat([transitions["features"], transitions["action"]], -1)
+        cost_q = self.cost_critics.q.target_value(state_action)
+        count = max(1, math.ceil(self.config.lspc.fallback_fraction * len(cost_q)))
+        chosen = torch.zeros_like(cost_q)
+        chosen[cost_q.topk(count, largest=False).indices] = 1
+        return chosen, True
 
     @torch.no_grad()
     def policy_weights(self, features: Tensor, action: Tensor) -> tuple[Tensor, Tensor]:
