@@ -708,9 +708,9 @@ def simulate(config, steps, budget=1.0):
     return np.array(costs), np.array(multipliers)
 
 controllers = {
-    "integral, slow (ki=0.02)": LagrangeConfig(ki=0.02),
-    "integral, fast (ki=0.2)": LagrangeConfig(ki=0.2),
-    "PID (kp=1, ki=0.2, kd=5)": LagrangeConfig(kp=1.0, ki=0.2, kd=5.0),
+    "integral, slow (ki=0.02)": LagrangeConfig(kp=0.0, ki=0.02, kd=0.0, max=100.0),
+    "integral, fast (ki=0.2)": LagrangeConfig(kp=0.0, ki=0.2, kd=0.0, max=100.0),
+    "PID (kp=1, ki=0.2, kd=5)": LagrangeConfig(kp=1.0, ki=0.2, kd=5.0, max=100.0),
 }
 figure = make_subplots(rows=2, cols=1, shared_xaxes=True, subplot_titles=["cost (budget 1)", "multiplier"])
 for name, config in controllers.items():
