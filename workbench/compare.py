@@ -26,6 +26,11 @@ The numbers, per algorithm, are mean +- std over seeds (population std, so one s
   resume counts too);
 - vs dreamer: the algorithm's mean final return and mean cumulative cost divided by dreamer's
   (empty when dreamer is not in the comparison or its mean is not positive).
+
+Beside them, as rliable recommends (`workbench.stats`), the interquartile mean over seeds of final
+return, final cost and cumulative cost, each with its 95% stratified bootstrap confidence interval
+(percentile method, 2000 resamples, a fixed seed so the table is reproducible); every row says
+how many seeds it has.
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ from typing import Any
 
 import numpy as np
 
+from workbench import stats
 from workbench.config import PRESETS, Config, flatten
 from workbench.runs import CONFIG_FILE, Run, RunError, read_json, write_json
 
@@ -53,6 +59,8 @@ RUNS, LOGS = "runs", "logs"
 FINAL_FRACTION = 0.2
 REFERENCE = "dreamer"
 METRICS = ("final_return", "final_cost", "cumulative_cost", "wall_time")
+AGGREGATED = METRICS[:3]
+"""The metrics with an interquartile mean and a bootstrap confidence interval."""
 CURVES = {"return": "episode return", "cost": "episode cost", "cumulative_cost": "cumulative cost"}
 
 
@@ -395,6 +403,8 @@ def _per_algorithm(rows: list[dict[str, Any]], algos: list[str]) -> list[dict[st
             values = [row[metric] for row in mine]
             entry[f"{metric}_mean"] = float(np.mean(values))
             entry[f"{metric}_std"] = float(np.std(values))
+        for metric in AGGREGATED:
+            entry.update(_robust(metric, [row[metric] for row in mine]))
         table.append(entry)
     reference = next((entry for entry in table if entry["algo"] == REFERENCE), {})
     for entry in table:
@@ -405,9 +415,20 @@ def _per_algorithm(rows: list[dict[str, Any]], algos: list[str]) -> list[dict[st
     return table
 
 
+def _robust(metric: str, values: list[float]) -> dict[str, float]:
+    """rliable's aggregate of one metric over seeds: the IQM and its bootstrap CI."""
+    low, high = stats.confidence_interval(values)
+    return {
+        f"{metric}_iqm": stats.interquartile_mean(values),
+        f"{metric}_ci_low": low,
+        f"{metric}_ci_high": high,
+    }
+
+
 def _write_tables(out: Path, summary: dict[str, Any]) -> None:
     columns = ["algo", "seeds"] + [f"{m}_{s}" for m in METRICS for s in ("mean", "std")]
     columns += [f"final_return_vs_{REFERENCE}", f"cumulative_cost_vs_{REFERENCE}"]
+    columns += [f"{m}_{s}" for m in AGGREGATED for s in ("iqm", "ci_low", "ci_high")]
     with open(out / "table.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, columns)
         writer.writeheader()
@@ -436,11 +457,37 @@ def _markdown(summary: dict[str, Any]) -> str:
         f"Final return and final cost: mean over the last {FINAL_FRACTION:.0%} of the training "
         "episodes. Cumulative cost: total over all training episodes. Each cell: mean ± std over "
         f"seeds. vs {REFERENCE}: ratio of the means.",
+        "",
+        *_robust_markdown(summary["algorithms"]),
     ]
     if summary["missing"]:
         missing = "; ".join(f"{m['run']} ({m['reason']})" for m in summary["missing"])
         lines += ["", f"Not included: {missing}."]
     return "\n".join(lines) + "\n"
+
+
+def _robust_markdown(algorithms: list[dict[str, Any]]) -> list[str]:
+    """The second table: interquartile mean [95% CI] per metric, with the seeds per row."""
+    percent = f"{stats.CONFIDENCE:.0%}"
+    lines = [
+        f"| algo | seeds | final return IQM [{percent} CI] | final cost IQM [{percent} CI] "
+        f"| cumulative cost IQM [{percent} CI] |",
+        "| --- | ---: | ---: | ---: | ---: |",
+    ]
+    for entry in algorithms:
+        cells = [entry["algo"], str(entry["seeds"])]
+        cells += [
+            f"{entry[f'{m}_iqm']:.2f} [{entry[f'{m}_ci_low']:.2f}, {entry[f'{m}_ci_high']:.2f}]"
+            for m in AGGREGATED
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "IQM: interquartile mean over seeds (the plain mean below 4 seeds). CI: stratified "
+        f"bootstrap percentile interval ({stats.REPETITIONS} resamples), as in rliable. Few seeds "
+        "make wide intervals: read the seeds column.",
+    ]
+    return lines
 
 
 def _mean_std(entry: dict[str, Any], metric: str, scale: float = 1.0) -> str:
