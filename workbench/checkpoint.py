@@ -4,6 +4,10 @@ A checkpoint holds only tensors and plain Python values (config, counters, RNG s
 and optimiser states), and is read with `torch.load(weights_only=True)`, which refuses
 anything else. A checkpoint that fails to load is reported, left on disk, and the previous one
 is used instead, so a damaged file never costs the run.
+
+An export (`workbench export`, `workbench/export.py`) is the shareable form of one checkpoint:
+a folder with the weights as safetensors (`model.safetensors`, read without any unpickling)
+and the config as JSON; `load_agent` reads a run directory, a checkpoint file or an export.
 """
 
 from __future__ import annotations
@@ -16,10 +20,15 @@ from typing import Any
 import torch
 
 from workbench.config import Config
-from workbench.runs import CHECKPOINTS, Run, RunError, write_atomic
+from workbench.runs import CHECKPOINTS, CONFIG_FILE, Run, RunError, read_json, write_atomic
 
 FORMAT = "workbench-checkpoint"
 VERSION = 1
+EXPORT_FORMAT = "workbench-export"
+EXPORT_VERSION = 1
+EXPORT_WEIGHTS = "model.safetensors"
+PARTS = ("world_model", "agent")
+"""The state dicts an export holds, each under its name as a key prefix ("agent.actor...")."""
 
 
 class CheckpointError(RunError):
@@ -69,6 +78,45 @@ def load_latest(run_dir: Path, device: str | torch.device = "cpu") -> dict[str, 
     raise CheckpointError(f"none of the {len(found)} checkpoints in {run_dir} could be read")
 
 
+def is_export(path: str | Path) -> bool:
+    """Whether `path` is an export folder (`workbench export`) rather than a run directory."""
+    return (Path(path) / EXPORT_WEIGHTS).is_file()
+
+
+def load_export(folder: str | Path, device: str | torch.device = "cpu") -> dict[str, Any]:
+    """An export read as a checkpoint payload (config, step, action_dim, state dicts): the
+    weights from safetensors, everything else from JSON; nothing is unpickled."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file, safe_open
+
+    folder = Path(folder)
+    path = folder / EXPORT_WEIGHTS
+    try:
+        with safe_open(str(path), framework="pt") as reader:
+            metadata = reader.metadata() or {}
+        tensors = load_file(str(path), device=str(device))
+    except (SafetensorError, OSError, ValueError) as error:
+        raise CheckpointError(f"{path} is not a readable safetensors file ({error})") from None
+    if metadata.get("format") != EXPORT_FORMAT:
+        raise CheckpointError(f"{path} is not a workbench export (no format {EXPORT_FORMAT!r})")
+    if int(metadata.get("version", 0)) > EXPORT_VERSION:
+        raise CheckpointError(f"{path} has version {metadata['version']}; update the workbench")
+    config = read_json(folder / CONFIG_FILE)
+    if not config:
+        raise CheckpointError(f"{folder} has no {CONFIG_FILE} beside its weights")
+    states: dict[str, dict[str, torch.Tensor]] = {part: {} for part in PARTS}
+    for key, tensor in tensors.items():
+        part, _, name = key.partition(".")
+        states.setdefault(part, {})[name] = tensor
+    return {
+        "format": FORMAT,
+        "config": config,
+        "step": int(metadata["step"]),
+        "action_dim": int(metadata["action_dim"]),
+        **states,
+    }
+
+
 @dataclass
 class Loaded:
     """A trained world model and agent, ready to inspect (evaluation mode, no training)."""
@@ -83,11 +131,17 @@ class Loaded:
 def load_agent(
     run_dir: str | Path, device: str = "cpu", checkpoint: str | Path | None = None
 ) -> Loaded:
-    """Load the newest (or a given) checkpoint of a run for inspection, without training."""
+    """Load the newest (or a given) checkpoint of a run, or an export, for inspection, without
+    training."""
     from workbench.agents import make_agent
     from workbench.world_model import WorldModel
 
-    payload = load(Path(checkpoint), device) if checkpoint else load_latest(Path(run_dir), device)
+    if checkpoint:
+        payload = load(Path(checkpoint), device)
+    elif is_export(run_dir):
+        payload = load_export(run_dir, device)
+    else:
+        payload = load_latest(Path(run_dir), device)
     config = Config.from_dict(payload["config"])
     action_dim = payload["action_dim"]
     world_model = WorldModel(config.model, action_dim, config.env.image_size).to(device)

@@ -26,6 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     from workbench.compare import add_command as _add_compare  # cheap: no torch, no plotly
     from workbench.dashboard import add_command as _add_dashboard  # cheap: no streamlit
     from workbench.datasets import add_command as _add_dataset  # cheap: numpy only
+    from workbench.export import add_command as _add_export
     from workbench.inspect.bench import add_command as _add_bench_inspect  # cheap: no umap
 
     for add in (
@@ -37,6 +38,7 @@ def main(argv: list[str] | None = None) -> int:
         _add_dashboard,
         _add_bench_inspect,
         _add_dataset,
+        _add_export,
     ):
         add(commands)
     args = parser.parse_args(argv)
