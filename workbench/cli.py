@@ -90,6 +90,11 @@ def _add_train(commands) -> None:
         help="override any config key, e.g. --set agent.cost_limit=10",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
+    p.add_argument(
+        "--tensorboard",
+        action="store_true",
+        help="also write RUN/tensorboard/ (scalars, latent embeddings, eval videos)",
+    )
     p.set_defaults(run=_train)
 
 
@@ -118,11 +123,12 @@ def _train(args) -> int:
     from workbench.offline import OfflineEngine
 
     stop_on_sigterm()  # a stop during start-up is clean too
+    hooks = _sink_hooks(args)
 
     if args.resume:
         if Run(args.resume).config().get("algo") in OFFLINE_ALGOS:
             raise RunError(f"{args.resume} is an offline run: train it again, into a new --run-dir")
-        engine = Engine.resume(args.resume, steps=args.steps, progress=not args.no_progress)
+        engine = Engine.resume(args.resume, hooks, steps=args.steps, progress=not args.no_progress)
     else:
         task, sets = args.task, list(args.set)
         if args.dataset:
@@ -141,7 +147,7 @@ def _train(args) -> int:
             f"{config.env.task}-{config.algo}-s{config.train.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
         )
         engine_class = OfflineEngine if config.algo in OFFLINE_ALGOS else Engine
-        engine = engine_class(config, run_dir, progress=not args.no_progress)
+        engine = engine_class(config, run_dir, hooks, progress=not args.no_progress)
     print(f"run directory: {engine.run_dir}  (device {engine.device})")
     status = engine.train()
     print(f"training {status} at step {engine.step}: {engine.run_dir}")
@@ -149,6 +155,15 @@ def _train(args) -> int:
         f"  look at it:  workbench eval {engine.run_dir}   |   workbench dashboard {engine.run_dir.parent}"
     )
     return 0 if status in ("finished", "stopped") else 1
+
+
+def _sink_hooks(args) -> list:
+    """Optional output sinks asked for on the command line."""
+    if not args.tensorboard:
+        return []
+    from workbench.tensorboard_sink import TensorBoardHook
+
+    return [TensorBoardHook()]
 
 
 def _dataset_task(args) -> str:
