@@ -14,7 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from workbench.runs import CONFIG_FILE, Run, RunError
+from workbench.runs import CONFIG_FILE, Run, RunError, host_name
 
 APP = Path(__file__).resolve().parent.parent / "app" / "Home.py"
 RUNS_DIR_VARIABLE = "WORKBENCH_RUNS_DIR"
@@ -118,12 +118,15 @@ def start_training(runs_dir: Path, name: str, command: list[str]) -> subprocess.
 
 
 def stop_training(run: Run) -> int:
-    """Ask the process writing `run` to stop (SIGTERM: it saves a checkpoint and exits cleanly).
-    Returns its pid."""
+    """Ask the process writing `run` to stop (SIGTERM: it saves a checkpoint and exits cleanly;
+    on another host sharing the run directory, through the run's STOP file). Returns its pid."""
     if not (run.path / CONFIG_FILE).exists():
         raise RunError(f"{run.path} holds no run")
     info = run.info()
     if info.get("status") != "running" or not isinstance(info.get("pid"), int):
         raise RunError(f"{run.name} is not running (status: {info.get('status', 'unknown')})")
-    os.kill(info["pid"], signal.SIGTERM)
+    if info.get("host", host_name()) != host_name():
+        run.request_stop()
+    else:
+        os.kill(info["pid"], signal.SIGTERM)
     return info["pid"]

@@ -40,6 +40,7 @@ from workbench.hooks import (
     ImaginationEvent,
     MetricsWriter,
     ProgressBar,
+    StopFile,
     TrainEnd,
     TrainStart,
     WorldModelUpdate,
@@ -101,7 +102,7 @@ class Engine:
         except BaseException as error:
             self.writer.close("stopped" if isinstance(error, KeyboardInterrupt) else "crashed")
             raise
-        built_in = [MetricsWriter(config.train.log_every), Checkpointer(), Evaluator()]
+        built_in = [MetricsWriter(config.train.log_every), Checkpointer(), Evaluator(), StopFile()]
         if config.train.snapshot_every > 0:
             from workbench.snapshots import SnapshotHook
 

@@ -283,6 +283,23 @@ class Evaluator(Hook):
             self.engine.evaluate()
 
 
+class StopFile(Hook):
+    """Stops training cleanly when the run's STOP file appears (`Run.request_stop`, from any
+    host sharing the run directory); looks at most every `every` seconds."""
+
+    every = 2.0
+
+    def on_train_start(self, event: TrainStart) -> None:
+        self.writer = event.engine.writer
+        self.last = 0.0
+
+    def on_env_step(self, event: EnvStep) -> bool:
+        if time.time() - self.last < self.every:
+            return True
+        self.last = time.time()
+        return not self.writer.stop_requested()
+
+
 @dataclass
 class StopAfter(Hook):
     """Stops training after `updates` agent updates (an example of a hook returning False)."""

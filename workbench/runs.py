@@ -2,7 +2,8 @@
 one reader every viewer uses (dashboard, widgets, notebooks, CLI reports, comparisons).
 
 Layout (schema `SCHEMA`):
-    run.json          schema version, algo, task, status (running | finished | crashed | stopped), pid
+    run.json          schema version, algo, task, status (running | finished | crashed | stopped),
+                      pid and host of the writer, created, updated (its heartbeat while running)
     config.json       the resolved config
     metrics.jsonl     append-only; one JSON object per line with a `kind` (train, episode, eval, ...)
     episodes/         ep_000000.npz ... one per finished training episode (written whole, then renamed)
@@ -10,6 +11,11 @@ Layout (schema `SCHEMA`):
     snapshots/        snap_<update>.npz latents with labels, imagined rollouts (written whole, then renamed)
     checkpoints/      ckpt_<step>.pt (written whole, then renamed; never a half-written one)
     .lock             pid of the process writing the run
+    STOP              present: the writer is asked to stop cleanly (any host may write it)
+
+Liveness on shared storage: a reader on the writer's host asks the OS whether its pid lives; a
+reader on another host trusts the heartbeat instead, `updated`, refreshed at least every
+`HEARTBEAT_SECONDS` while the run logs, and calls a run silent for `STALE_SECONDS` crashed.
 
 Every file a reader sees is complete: arrays are written to a temporary name and renamed into
 place, and a metrics line is only read once its newline is there. Readers skip files they do
@@ -21,6 +27,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import socket
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -31,6 +38,12 @@ import numpy as np
 
 SCHEMA = 1
 RUN_FILE = "run.json"
+STOP_FILE = "STOP"
+HEARTBEAT_SECONDS = 15.0
+STALE_SECONDS = 300.0
+"""A running run's `updated` is refreshed at least every HEARTBEAT_SECONDS while it logs (and an
+evaluation or a slow start may keep it quiet for minutes): silent for STALE_SECONDS, a reader on
+another host calls it crashed."""
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.jsonl"
 LOCK_FILE = ".lock"
@@ -76,6 +89,11 @@ def write_json(path: Path, data: dict[str, Any]) -> None:
     write_atomic(path, lambda tmp: tmp.write_text(json.dumps(data, indent=2)))
 
 
+def host_name() -> str:
+    """This machine's name, as run.json records the writer's (tests fake it)."""
+    return socket.gethostname()
+
+
 def pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -119,6 +137,7 @@ class RunWriter:
             "created": time.time(),
             **(read_json(self.path / RUN_FILE) if resume else {}),
         }
+        (self.path / STOP_FILE).unlink(missing_ok=True)  # a stop asked of an earlier session
         self.set_status("running")
         self._repair_metrics()
         self._metrics = open(self.path / METRICS_FILE, "a", buffering=1)
@@ -151,14 +170,26 @@ class RunWriter:
                 f.truncate(end)
 
     def set_status(self, status: str, **extra: Any) -> None:
-        self.info.update(status=status, pid=os.getpid(), updated=time.time(), **extra)
+        self.info.update(
+            status=status, pid=os.getpid(), host=host_name(), updated=time.time(), **extra
+        )
         write_json(self.path / RUN_FILE, self.info)
+
+    def heartbeat(self) -> None:
+        """Refresh `updated` if HEARTBEAT_SECONDS have passed (called on every log)."""
+        if time.time() - self.info.get("updated", 0) >= HEARTBEAT_SECONDS:
+            self.set_status(self.info["status"])
+
+    def stop_requested(self) -> bool:
+        """Whether someone (on any host) asked this run to stop: `Run.request_stop`."""
+        return (self.path / STOP_FILE).exists()
 
     def log(self, kind: str, step: int, values: dict[str, Any]) -> None:
         """Append one metrics record: a single write of one complete line."""
         record = {"kind": kind, "step": int(step), "time": round(time.time(), 3)}
         record.update({key: _plain(value) for key, value in values.items()})
         self._metrics.write(json.dumps(record) + "\n")
+        self.heartbeat()
 
     def save_episode(self, index: int, arrays: dict[str, np.ndarray]) -> Path:
         path = self.path / EPISODES / f"ep_{index:06d}.npz"
@@ -188,6 +219,13 @@ def _plain(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value
+
+
+def _writer_alive(path: Path, info: dict[str, Any]) -> bool:
+    """Whether the process that says it writes the run still does (see the module docstring)."""
+    if info.get("host", host_name()) == host_name():
+        return _lock_holder(path) is not None
+    return time.time() - float(info.get("updated", 0)) < STALE_SECONDS
 
 
 def _lock_holder(path: Path) -> int | None:
@@ -246,9 +284,10 @@ class Run:
         return self.path.name
 
     def info(self) -> dict[str, Any]:
-        """run.json, plus `status` corrected to 'crashed' when the writer died without saying so."""
+        """run.json, plus `status` corrected to 'crashed' when the writer died without saying so
+        (on its host: its pid is gone; elsewhere: its heartbeat is older than STALE_SECONDS)."""
         info = read_json(self.path / RUN_FILE)
-        if info.get("status") == "running" and _lock_holder(self.path) is None:
+        if info.get("status") == "running" and not _writer_alive(self.path, info):
             info["status"] = "crashed"
         if info.get("schema", SCHEMA) > SCHEMA:
             raise RunError(
@@ -260,6 +299,10 @@ class Run:
     @property
     def status(self) -> str:
         return self.info().get("status", "empty")
+
+    def request_stop(self) -> None:
+        """Ask the writer, wherever it runs, to stop cleanly: it polls for the STOP file."""
+        (self.path / STOP_FILE).write_text(f"asked by {host_name()} at {time.time():.0f}\n")
 
     def config(self) -> dict[str, Any]:
         return read_json(self.path / CONFIG_FILE)
