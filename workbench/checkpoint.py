@@ -11,12 +11,16 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from workbench.config import Config
 from workbench.runs import CHECKPOINTS, Run, RunError, write_atomic
+
+if TYPE_CHECKING:
+    from workbench.agents.base import AgentLike
+    from workbench.world_model import WorldModel
 
 FORMAT = "workbench-checkpoint"
 VERSION = 1
@@ -74,8 +78,8 @@ class Loaded:
     """A trained world model and agent, ready to inspect (evaluation mode, no training)."""
 
     config: Config
-    world_model: Any
-    agent: Any
+    world_model: WorldModel
+    agent: AgentLike
     step: int
     action_dim: int
 

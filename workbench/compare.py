@@ -43,7 +43,7 @@ from typing import Any
 
 import numpy as np
 
-from workbench.config import PRESETS, Config, flatten
+from workbench.config import PRESETS, Config, TrainRequest, flatten
 from workbench.runs import CONFIG_FILE, Run, RunError, read_json, write_json
 
 SCHEMA = 1
@@ -127,21 +127,14 @@ class Request:
         """The request and each (algo, seed)'s config, built as `workbench train` builds it
         (so a bad flag fails here, once, before anything starts)."""
         from workbench.agents import REGISTRY
-        from workbench.cli import train_config
 
         unknown = [algo for algo in args.algos if algo not in REGISTRY]
         if unknown:
             raise ValueError(f"unknown algo {', '.join(unknown)}; available: {', '.join(REGISTRY)}")
         configs = {
-            (algo, seed): train_config(
-                args.preset,
-                algo,
-                seed,
-                task=args.task,
-                steps=args.steps,
-                device=args.device,
-                sets=args.set,
-            )
+            (algo, seed): TrainRequest(
+                args.preset, algo, seed, args.task, args.steps, args.device, args.set
+            ).config()
             for algo in args.algos
             for seed in args.seeds
         }
@@ -159,9 +152,10 @@ class Request:
 
     def train_flags(self, algo: str, seed: int) -> list[str]:
         """`workbench train` flags that start this (algo, seed) run."""
-        flags = ["--task", self.task, "--preset", self.preset, "--steps", str(self.steps)]
-        flags += ["--algo", algo, "--seed", str(seed), "--device", self.device]
-        return flags + [f"--set={assignment}" for assignment in self.sets]
+        request = TrainRequest(
+            self.preset, algo, seed, self.task, self.steps, self.device, self.sets
+        )
+        return request.flags()
 
 
 @dataclass

@@ -198,7 +198,7 @@ def _player(behaviour: Behaviour, task: str, env: dict[str, Any], device: str):
 
 
 def _from_played(played: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """`engine.play_episode`'s record (the action chosen at each frame) -> replay conventions
+    """`evaluation.play_episode`'s record (the action chosen at each frame) -> replay conventions
     (the action that led to each frame)."""
     actions = played["action"].astype(np.float32)
     return {

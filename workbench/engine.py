@@ -257,6 +257,7 @@ class Engine:
                 ret=ret,
                 cost=cost,
                 length=length,
+                cumulative_cost=self.counters["cumulative_cost"],
             )
         )
 

@@ -561,7 +561,7 @@ def _single(view: Any, **data: Any) -> ipw.Widget:
 
 
 def episode_view(episode: dict[str, np.ndarray]) -> ipw.Widget:
-    """Step through one played episode (`workbench.engine.play_episode`, or an eval file)."""
+    """Step through one played episode (`workbench.evaluation.play_episode`, or an eval file)."""
     return _single(EpisodeView(), episode=episode)
 
 
