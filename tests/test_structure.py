@@ -9,7 +9,10 @@ floor or lower ones. A new module must be given a floor here.
 from __future__ import annotations
 
 import ast
+import subprocess
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "workbench"
@@ -134,3 +137,26 @@ def test_the_package_never_imports_the_app():
             for alias in node.names
         ]
         assert not [n for n in names if n.split(".")[0] in ("app", "common")], path
+
+
+RUN_FILE_LITERALS = (
+    r"""["'](ep|eval|snap|ckpt)_|f["'](ep|eval|snap|ckpt)_"""
+    r"""|["'](run\.json|config\.json|metrics\.jsonl|comparison\.json|table\.md|table\.csv)["']"""
+    r"""|\.parent\.parent|["']\*\.html["']"""
+)
+"""A run's (or a comparison folder's) file names written in code, or a path taken apart."""
+
+
+def test_only_runs_py_spells_the_run_directory():
+    """`runs.py` owns every file of a run: no other code of the package or app writes a file
+    name of it, or climbs from a file to its run (`runs.run_of` does)."""
+    if not (ROOT / ".git").exists():
+        pytest.skip("not a git checkout")
+    found = subprocess.run(
+        ["git", "grep", "-n", "-E", RUN_FILE_LITERALS, "--", "workbench", "app"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    ).stdout.splitlines()
+    others = [line for line in found if not line.startswith("workbench/runs.py:")]
+    assert others == [], "use the names in workbench/runs.py"

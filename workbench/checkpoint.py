@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from workbench.config import Config
-from workbench.runs import CHECKPOINTS, Run, RunError, write_atomic
+from workbench.runs import Run, RunError, checkpoint_path, write_atomic
 
 if TYPE_CHECKING:
     from workbench.agents.base import AgentLike
@@ -32,9 +32,8 @@ class CheckpointError(RunError):
 
 def save(run_dir: Path, step: int, state: dict[str, Any], keep: int) -> Path:
     """Write `state` as checkpoints/ckpt_<step>.pt and remove all but the newest `keep`."""
-    folder = Path(run_dir) / CHECKPOINTS
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"ckpt_{step:09d}.pt"
+    path = checkpoint_path(run_dir, step)
+    path.parent.mkdir(parents=True, exist_ok=True)
     payload = {"format": FORMAT, "version": VERSION, "step": step, **state}
     write_atomic(path, lambda tmp: torch.save(payload, tmp))
     for old in Run(run_dir).checkpoints()[:-keep]:

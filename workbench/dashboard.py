@@ -14,14 +14,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+from workbench import runs
 from workbench.config import TrainRequest
 from workbench.runs import CONFIG_FILE, Run, RunError
 
-APP = Path(__file__).resolve().parent.parent / "app" / "Home.py"
+APP = Path(__file__).resolve().parents[1] / "app" / "Home.py"
 RUNS_DIR_VARIABLE = "WORKBENCH_RUNS_DIR"
 """The environment variable through which the app learns which folder to watch."""
-LOGS = ".logs"
-"""Folder in RUNS_DIR for the output of runs started from the dashboard."""
 
 
 def add_command(commands) -> None:
@@ -97,7 +96,7 @@ def training_command(
 def training_log(runs_dir: Path, name: str) -> Path:
     """Where the output of a run started from the dashboard goes (outside the run directory,
     which the run must create itself)."""
-    return Path(runs_dir) / LOGS / f"{name}.log"
+    return runs.training_log(runs_dir, runs.DASHBOARD_LOGS, name)
 
 
 def start_training(runs_dir: Path, name: str, command: list[str]) -> subprocess.Popen:

@@ -15,7 +15,7 @@ Every `every` world-model updates, `SnapshotHook`:
 It works on a copy of torch's random state, so training with snapshots follows exactly the same
 path as training without them.
 
-The file (the contract with the viewers; `workbench.inspect.projection.REQUIRED_KEYS`):
+The file (the contract with the viewers; `workbench.runs.SNAPSHOT_KEYS`):
     step, update                 int64 0-d    env steps and updates when it was taken
     features                     float16 [M, F]  posterior features (deter + stoch)
     unsafe                       bool [M]     cost > 0
