@@ -13,7 +13,7 @@ Layout (schema `SCHEMA`):
 
 Keys: an evaluation episode holds `EVAL_KEYS` per frame (plus the agent's `inspect` values), a
 snapshot holds `SNAPSHOT_KEYS` (plus the agent's values as <name> and imag_<name>); the writer
-refuses an incomplete one and `load_snapshot` checks what it reads. A `workbench compare`
+refuses an incomplete snapshot and `load_snapshot` checks what it reads. A `workbench compare`
 folder holds `COMPARISON_FILE`, `TABLE_CSV`, `TABLE_MD`, `plot_file(name)` and its runs in
 `COMPARISON_RUNS/`.
 
@@ -234,7 +234,6 @@ class RunWriter:
 
     def save_eval(self, step: int, index: int, arrays: dict[str, np.ndarray]) -> Path:
         path = self.path / EVAL / f"{EVAL_PREFIX}{step:09d}_{index:02d}{ARRAYS_SUFFIX}"
-        _check_complete(path, arrays, EVAL_KEYS, "evaluation episode")
         save_arrays(path, arrays)
         return path
 
