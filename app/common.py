@@ -18,9 +18,8 @@ import numpy as np
 import streamlit as st
 
 from workbench.dashboard import RUNS_DIR_VARIABLE
-from workbench.runs import Artifact, Run, RunError, find_runs, load_arrays
+from workbench.runs import COMPARISON_FILE, Artifact, Run, RunError, find_runs, load_arrays
 
-COMPARISON_FILE = "comparison.json"
 READ_ERRORS = (RunError, OSError, ValueError, KeyError, IndexError, EOFError, zipfile.BadZipFile)
 """What reading a run that is empty, partial, crashed or corrupt may raise."""
 

@@ -63,7 +63,7 @@ numbers. Here you open its run directory, look at its latent space, and watch it
     code("""
 from workbench import widgets
 from workbench.checkpoint import load_agent
-from workbench.engine import episode_summary, play_episode
+from workbench.evaluation import episode_summary, play_episode
 from workbench.envs import make_env
 from workbench.inspect.projection import load_snapshot, probe_accuracy
 from workbench.lessons import check, notebook_scale, pretrained_run, scaled, solution
@@ -275,7 +275,7 @@ import torch
 from workbench import widgets
 from workbench.checkpoint import load_agent
 from workbench.config import resolve
-from workbench.engine import play_episode
+from workbench.evaluation import play_episode
 from workbench.envs import make_env
 from workbench.inspect.figures import frame_strip
 from workbench.lessons import check, notebook_scale, pretrained_run, scaled, solution
@@ -557,7 +557,7 @@ import torch
 
 from workbench.agents.cerl import log_barrier_objective
 from workbench.checkpoint import load_agent
-from workbench.engine import play_episode
+from workbench.evaluation import play_episode
 from workbench.envs import make_env
 from workbench.inspect.figures import frame_strip
 from workbench.lessons import check, notebook_scale, pretrained_run, scaled, solution

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from workbench import compare
+from workbench import compare, runs
 from workbench.config import ConfigError, resolve
 from workbench.dashboard import (
     RUNS_DIR_VARIABLE,
@@ -73,8 +73,10 @@ def real_root(tmp_path_factory) -> Path:
     overrides = {"train.device": "cpu", "algo": "barrier", "train.snapshot_every": 3}
     config = resolve("tiny", overrides)
     Engine(config, root / "barrier", progress=False).train()
-    shutil.copytree(root / "barrier", root / "cmp" / compare.RUNS / compare.run_name("barrier", 0))
-    write_json(root / "cmp" / compare.SUMMARY_FILE, {
+    shutil.copytree(
+        root / "barrier", root / "cmp" / runs.COMPARISON_RUNS / compare.run_name("barrier", 0)
+    )
+    write_json(root / "cmp" / runs.COMPARISON_FILE, {
         "schema": compare.SCHEMA, "task": config.env.task, "preset": "tiny",
         "steps": config.train.steps, "algos": ["barrier"], "seeds": [0], "sets": [],
         "device": "cpu",

@@ -12,7 +12,7 @@ from argparse import Namespace
 import numpy as np
 import pytest
 
-from workbench import compare
+from workbench import compare, runs
 from workbench.cli import main
 from workbench.config import resolve
 from workbench.runs import RunError, RunWriter, read_json, write_json
@@ -21,7 +21,7 @@ STEPS = 100
 
 
 def make_request(out, algos, seeds=(0, 1), preset="tiny", sets=()):
-    write_json(out / compare.SUMMARY_FILE, {
+    write_json(out / runs.COMPARISON_FILE, {
         "schema": compare.SCHEMA, "task": "SafetyPointGoal1-v0", "preset": preset,
         "steps": STEPS, "algos": list(algos), "seeds": list(seeds), "sets": list(sets),
         "device": "cpu",
@@ -32,7 +32,7 @@ def make_run(
     out, algo, seed, episodes, *, status="finished", reached=STEPS, wall=60.0, overrides=None
 ):
     """A run directory written by hand; `episodes` holds (step, return, cost) per episode."""
-    run_dir = out / compare.RUNS / compare.run_name(algo, seed)
+    run_dir = out / runs.COMPARISON_RUNS / compare.run_name(algo, seed)
     overrides = {"algo": algo, "train.seed": seed, "train.steps": STEPS, **(overrides or {})}
     writer = RunWriter(run_dir, config=resolve("tiny", overrides).to_dict())
     writer.log("start", 0, {"resumed": False})
@@ -87,7 +87,7 @@ def test_summary_numbers_are_exact(tmp_path):
         "| bsrp-lag | 2 | 7.25 ± 2.50 | 0.50 ± 0.50 | 5.00 ± 5.00 | 1.00 ± 0.00 | 0.50 | 0.17 |"
         in markdown
     )
-    assert json.loads((tmp_path / compare.SUMMARY_FILE).read_text()) == summary
+    assert json.loads((tmp_path / runs.COMPARISON_FILE).read_text()) == summary
     for name in ("return", "cost", "cumulative_cost", "final"):
         html = (tmp_path / f"{name}.html").read_text()
         assert "plotly" in html and "bsrp-lag" in html and "<script src=" not in html
@@ -134,7 +134,7 @@ def test_a_partial_comparison_is_summarised_and_says_what_is_missing(tmp_path, c
 
     assert main(["compare", "--summarise", str(tmp_path)]) == 0
 
-    summary = read_json(tmp_path / compare.SUMMARY_FILE)
+    summary = read_json(tmp_path / runs.COMPARISON_FILE)
     assert [row["run"] for row in summary["runs"]] == ["dreamer-s0"]
     assert summary["missing"] == [
         {"run": "dreamer-s1", "reason": "crashed"},
@@ -173,7 +173,9 @@ def test_plan_skips_finished_runs_resumes_unfinished_ones_and_starts_the_rest(tm
     assert [job.name for job in jobs] == ["dreamer-s1", "dreamer-s2"]
     resume, start = (job.command[job.command.index("train") :] for job in jobs)
     assert resume == ["train", "--no-progress", "--resume", str(crashed), "--steps", str(STEPS)]
-    assert start[start.index("--run-dir") + 1] == str(tmp_path / compare.RUNS / "dreamer-s2")
+    assert start[start.index("--run-dir") + 1] == str(
+        tmp_path / runs.COMPARISON_RUNS / "dreamer-s2"
+    )
     assert start[start.index("--seed") + 1] == "2" and "--set=agent.cost_limit=5" in start
 
 
@@ -198,7 +200,7 @@ def test_a_real_comparison_end_to_end_then_resumed(tmp_path):
     ]  # fmt: skip
     first = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert first.returncode == 0, first.stdout + first.stderr
-    summary = read_json(out / compare.SUMMARY_FILE)
+    summary = read_json(out / runs.COMPARISON_FILE)
     assert [row["run"] for row in summary["runs"]] == ["dreamer-s0", "dreamer-s1"]
     assert summary["algorithms"][0]["seeds"] == 2 and summary["missing"] == []
     assert "| dreamer | 2 |" in (out / "table.md").read_text()

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from workbench import compare
+from workbench import compare, runs
 from workbench.runs import Run, write_json
 
 pytestmark = [pytest.mark.browser, pytest.mark.real]
@@ -208,9 +208,9 @@ def click_first_point(driver) -> bool:
 def make_comparison(root: Path) -> Path:
     """A comparison folder holding a copy of the finished run, summarised."""
     out = root / "cmp"
-    shutil.copytree(root / RUN, out / compare.RUNS / compare.run_name("barrier", 0))
+    shutil.copytree(root / RUN, out / runs.COMPARISON_RUNS / compare.run_name("barrier", 0))
     config = Run(root / RUN).config()
-    write_json(out / compare.SUMMARY_FILE, {
+    write_json(out / runs.COMPARISON_FILE, {
         "schema": compare.SCHEMA, "task": config["env"]["task"], "preset": "tiny", "steps": STEPS,
         "algos": ["barrier"], "seeds": [0], "sets": [], "device": "cpu",
     })  # fmt: skip

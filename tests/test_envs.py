@@ -11,11 +11,11 @@ import time
 import numpy as np
 import pytest
 
+from workbench.bench import bench_envs
 from workbench.envs import (
     NAV_TASKS,
     TaskError,
     VectorEnv,
-    bench_envs,
     import_safety_gymnasium,
     make_env,
     make_vector_env,

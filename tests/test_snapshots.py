@@ -16,14 +16,13 @@ from workbench.config import resolve
 from workbench.engine import Engine
 from workbench.hooks import Hook
 from workbench.inspect.projection import (
-    REQUIRED_KEYS,
     LatentMap,
     RunProjection,
     align,
     load_snapshot,
     probe_accuracy,
 )
-from workbench.runs import Run, RunError, save_arrays
+from workbench.runs import SNAPSHOT_KEYS, Run, RunError, save_arrays
 
 
 class BatchRecorder(Hook):
@@ -77,7 +76,7 @@ def test_snapshots_follow_the_contract(barrier_runs):
     }  # fmt: skip
     for artifact, event in zip(run.snapshots(), recorder.snapshots, strict=True):
         snap = load_snapshot(artifact)
-        assert set(snap) == set(REQUIRED_KEYS) | inspected | {f"imag_{k}" for k in inspected}
+        assert set(snap) == set(SNAPSHOT_KEYS) | inspected | {f"imag_{k}" for k in inspected}
         assert {k: v.shape for k, v in snap.items() if k in shapes} == shapes
         assert snap["features"].dtype == np.float16 and snap["imag_frames"].dtype == np.uint8
         assert int(snap["update"]) == event.update and int(snap["step"]) == event.step

@@ -15,12 +15,16 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from workbench.config import Config
-from workbench.runs import CHECKPOINTS, CONFIG_FILE, Run, RunError, read_json, write_atomic
+from workbench.runs import CONFIG_FILE, Run, RunError, checkpoint_path, read_json, write_atomic
+
+if TYPE_CHECKING:
+    from workbench.agents.base import AgentLike
+    from workbench.world_model import WorldModel
 
 FORMAT = "workbench-checkpoint"
 VERSION = 1
@@ -37,9 +41,8 @@ class CheckpointError(RunError):
 
 def save(run_dir: Path, step: int, state: dict[str, Any], keep: int) -> Path:
     """Write `state` as checkpoints/ckpt_<step>.pt and remove all but the newest `keep`."""
-    folder = Path(run_dir) / CHECKPOINTS
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"ckpt_{step:09d}.pt"
+    path = checkpoint_path(run_dir, step)
+    path.parent.mkdir(parents=True, exist_ok=True)
     payload = {"format": FORMAT, "version": VERSION, "step": step, **state}
     write_atomic(path, lambda tmp: torch.save(payload, tmp))
     for old in Run(run_dir).checkpoints()[:-keep]:
@@ -122,8 +125,8 @@ class Loaded:
     """A trained world model and agent, ready to inspect (evaluation mode, no training)."""
 
     config: Config
-    world_model: Any
-    agent: Any
+    world_model: WorldModel
+    agent: AgentLike
     step: int
     action_dim: int
 

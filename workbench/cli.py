@@ -12,10 +12,8 @@ from workbench.config import (
     ALGOS,
     OFFLINE_ALGOS,
     PRESETS,
-    Config,
     ConfigError,
-    parse_assignment,
-    resolve,
+    TrainRequest,
 )
 from workbench.runs import Run, RunError
 
@@ -23,11 +21,11 @@ from workbench.runs import Run, RunError
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="workbench", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
+    from workbench.bench import add_commands as _add_bench  # cheap: no torch, no umap
     from workbench.compare import add_command as _add_compare  # cheap: no torch, no plotly
     from workbench.dashboard import add_command as _add_dashboard  # cheap: no streamlit
     from workbench.datasets import add_command as _add_dataset  # cheap: numpy only
     from workbench.export import add_command as _add_export
-    from workbench.inspect.bench import add_command as _add_bench_inspect  # cheap: no umap
 
     for add in (
         _add_train,
@@ -36,7 +34,6 @@ def main(argv: list[str] | None = None) -> int:
         _add_tasks,
         _add_compare,
         _add_dashboard,
-        _add_bench_inspect,
         _add_dataset,
         _add_export,
     ):
@@ -98,26 +95,6 @@ def _add_train(commands) -> None:
     p.set_defaults(run=_train)
 
 
-def train_config(
-    preset: str,
-    algo: str,
-    seed: int,
-    *,
-    task: str | None = None,
-    steps: int | None = None,
-    device: str = "auto",
-    sets: list[str] | tuple[str, ...] = (),
-) -> Config:
-    """The config `workbench train` builds from its flags (`workbench compare` builds the same)."""
-    overrides = dict(parse_assignment(text) for text in sets)
-    overrides.update({"algo": algo, "train.seed": seed, "train.device": device})
-    if task:
-        overrides["env.task"] = task
-    if steps:
-        overrides["train.steps"] = steps
-    return resolve(preset, overrides)
-
-
 def _train(args) -> int:
     from workbench.engine import Engine, stop_on_sigterm
     from workbench.offline import OfflineEngine
@@ -134,15 +111,10 @@ def _train(args) -> int:
         if args.dataset:
             task = _dataset_task(args)
             sets.append(f"offline.dataset={args.dataset}")
-        config = train_config(
-            args.preset,
-            args.algo,
-            args.seed,
-            task=task,
-            steps=args.steps,
-            device=args.device,
-            sets=sets,
+        request = TrainRequest(
+            args.preset, args.algo, args.seed, task, args.steps, args.device, sets
         )
+        config = request.config()
         run_dir = args.run_dir or Path("runs") / (
             f"{config.env.task}-{config.algo}-s{config.train.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
         )
@@ -236,34 +208,6 @@ def _eval(args) -> int:
         print(f"    {label:44s} {'n/a' if value is None else f'{value:.3f}'}")
     print(f"    ({report['unsafe_steps']} unsafe of {report['steps']} steps)")
     return 0
-
-
-# --- bench -----------------------------------------------------------------------------------
-
-
-def _add_bench(commands) -> None:
-    p = commands.add_parser("bench", help="measure env, world-model and imagination speed")
-    p.add_argument("--preset", default="cpu", choices=list(PRESETS))
-    p.add_argument("--device", default="auto")
-    p.add_argument("--num-envs", type=int, default=2)
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(run=_bench)
-
-
-def _bench(args) -> int:
-    from workbench.bench import run_bench
-
-    print_results(run_bench(args.preset, args.device, args.num_envs), args.json, digits=1)
-    return 0
-
-
-def print_results(results: dict, as_json: bool, digits: int) -> None:
-    """A benchmark's numbers: as JSON, or one aligned line each."""
-    if as_json:
-        print(json.dumps(results, indent=2))
-        return
-    for key, value in results.items():
-        print(f"{key:32s} {value:.{digits}f}" if isinstance(value, float) else f"{key:32s} {value}")
 
 
 # --- tasks -----------------------------------------------------------------------------------

@@ -49,13 +49,24 @@ from typing import Any
 import numpy as np
 
 from workbench import stats
-from workbench.config import PRESETS, Config, flatten
-from workbench.runs import CONFIG_FILE, Run, RunError, read_json, write_json
+from workbench.config import PRESETS, Config, TrainRequest, flatten
+from workbench.runs import (
+    COMPARISON_FILE,
+    COMPARISON_LOGS,
+    COMPARISON_RUNS,
+    CONFIG_FILE,
+    TABLE_CSV,
+    TABLE_MD,
+    Run,
+    RunError,
+    plot_file,
+    read_json,
+    training_log,
+    write_json,
+)
 
 SCHEMA = 1
 """Version of comparison.json."""
-SUMMARY_FILE = "comparison.json"
-RUNS, LOGS = "runs", "logs"
 FINAL_FRACTION = 0.2
 REFERENCE = "dreamer"
 METRICS = ("final_return", "final_cost", "cumulative_cost", "wall_time")
@@ -103,7 +114,7 @@ def _compare(args) -> int:
         raise ValueError(f"--parallel must be at least 1, got {args.parallel}")
     request, configs = Request.resolve(args)
     args.out.mkdir(parents=True, exist_ok=True)
-    write_json(args.out / SUMMARY_FILE, {"schema": SCHEMA, **dataclasses.asdict(request)})
+    write_json(args.out / COMPARISON_FILE, {"schema": SCHEMA, **dataclasses.asdict(request)})
     interrupted = False
     try:
         _run_jobs(_plan(args.out, request, configs), args.parallel, request.steps)
@@ -135,21 +146,14 @@ class Request:
         """The request and each (algo, seed)'s config, built as `workbench train` builds it
         (so a bad flag fails here, once, before anything starts)."""
         from workbench.agents import REGISTRY
-        from workbench.cli import train_config
 
         unknown = [algo for algo in args.algos if algo not in REGISTRY]
         if unknown:
             raise ValueError(f"unknown algo {', '.join(unknown)}; available: {', '.join(REGISTRY)}")
         configs = {
-            (algo, seed): train_config(
-                args.preset,
-                algo,
-                seed,
-                task=args.task,
-                steps=args.steps,
-                device=args.device,
-                sets=args.set,
-            )
+            (algo, seed): TrainRequest(
+                args.preset, algo, seed, args.task, args.steps, args.device, args.set
+            ).config()
             for algo in args.algos
             for seed in args.seeds
         }
@@ -167,9 +171,10 @@ class Request:
 
     def train_flags(self, algo: str, seed: int) -> list[str]:
         """`workbench train` flags that start this (algo, seed) run."""
-        flags = ["--task", self.task, "--preset", self.preset, "--steps", str(self.steps)]
-        flags += ["--algo", algo, "--seed", str(seed), "--device", self.device]
-        return flags + [f"--set={assignment}" for assignment in self.sets]
+        request = TrainRequest(
+            self.preset, algo, seed, self.task, self.steps, self.device, self.sets
+        )
+        return request.flags()
 
 
 @dataclass
@@ -189,7 +194,7 @@ def _plan(out: Path, request: Request, configs: dict[tuple[str, int], Config]) -
     jobs, done = [], []
     for (algo, seed), config in configs.items():
         name = run_name(algo, seed)
-        run_dir = out / RUNS / name
+        run_dir = out / COMPARISON_RUNS / name
         command = [sys.executable, "-m", "workbench.cli", "train", "--no-progress"]
         if not (run_dir / CONFIG_FILE).exists():
             command += ["--run-dir", str(run_dir), *request.train_flags(algo, seed)]
@@ -198,7 +203,7 @@ def _plan(out: Path, request: Request, configs: dict[tuple[str, int], Config]) -
         else:
             done.append(name)
             continue
-        jobs.append(Job(name, run_dir, command, out / LOGS / f"{name}.log"))
+        jobs.append(Job(name, run_dir, command, training_log(out, COMPARISON_LOGS, name)))
     if done:
         print(f"already finished, skipped: {', '.join(done)}")
     return jobs
@@ -315,7 +320,7 @@ def summarise(comparison_dir: str | Path) -> dict[str, Any]:
     rows, curves, missing = [], {}, []
     for algo in request.algos:
         for seed in request.seeds:
-            outcome = _outcome(out / RUNS / run_name(algo, seed), request.steps)
+            outcome = _outcome(out / COMPARISON_RUNS / run_name(algo, seed), request.steps)
             if outcome.missing is not None:
                 missing.append({"run": outcome.name, "reason": outcome.missing})
                 continue
@@ -329,20 +334,22 @@ def summarise(comparison_dir: str | Path) -> dict[str, Any]:
         "runs": rows,
         "missing": missing,
     }
-    write_json(out / SUMMARY_FILE, summary)
+    write_json(out / COMPARISON_FILE, summary)
     _write_tables(out, summary)
     _write_plots(out, request, curves, summary["algorithms"])
     return summary
 
 
 def _read_request(out: Path) -> Request:
-    data = read_json(out / SUMMARY_FILE)
+    data = read_json(out / COMPARISON_FILE)
     if not data:
         raise RunError(
-            f"{out} holds no {SUMMARY_FILE}; make it with `workbench compare --out {out}`"
+            f"{out} holds no {COMPARISON_FILE}; make it with `workbench compare --out {out}`"
         )
     if data.get("schema", SCHEMA) > SCHEMA:
-        raise RunError(f"{out / SUMMARY_FILE} is newer than this workbench; update the workbench")
+        raise RunError(
+            f"{out / COMPARISON_FILE} is newer than this workbench; update the workbench"
+        )
     return Request(**{field.name: data[field.name] for field in dataclasses.fields(Request)})
 
 
@@ -429,11 +436,11 @@ def _write_tables(out: Path, summary: dict[str, Any]) -> None:
     columns = ["algo", "seeds"] + [f"{m}_{s}" for m in METRICS for s in ("mean", "std")]
     columns += [f"final_return_vs_{REFERENCE}", f"cumulative_cost_vs_{REFERENCE}"]
     columns += [f"{m}_{s}" for m in AGGREGATED for s in ("iqm", "ci_low", "ci_high")]
-    with open(out / "table.csv", "w", newline="") as f:
+    with open(out / TABLE_CSV, "w", newline="") as f:
         writer = csv.DictWriter(f, columns)
         writer.writeheader()
         writer.writerows(summary["algorithms"])
-    (out / "table.md").write_text(_markdown(summary))
+    (out / TABLE_MD).write_text(_markdown(summary))
 
 
 def _markdown(summary: dict[str, Any]) -> str:
@@ -529,7 +536,7 @@ def _write_plots(
             xaxis_title="env steps",
             yaxis_title=label,
         )
-        figure.write_html(out / f"{key}.html", include_plotlyjs=True)
+        figure.write_html(out / plot_file(key), include_plotlyjs=True)
 
     figure = make_subplots(rows=1, cols=2, subplot_titles=("final return", "cumulative cost"))
     for column, metric in enumerate(("final_return", "cumulative_cost"), start=1):
@@ -545,7 +552,7 @@ def _write_plots(
     figure.update_layout(
         title=f"{request.task} at {request.steps} env steps (mean ± std over seeds)"
     )
-    figure.write_html(out / "final.html", include_plotlyjs=True)
+    figure.write_html(out / plot_file("final"), include_plotlyjs=True)
 
 
 def _mean_curve(
@@ -570,5 +577,5 @@ def _held(grid: np.ndarray, steps: np.ndarray, values: np.ndarray, before: float
 def _report(out: Path, summary: dict[str, Any]) -> None:
     print()
     print(_markdown(summary))
-    files = ", ".join([SUMMARY_FILE, "table.csv", "table.md", *(f"{k}.html" for k in CURVES)])
-    print(f"written in {out}: {files}, final.html")
+    plots = [plot_file(key) for key in (*CURVES, "final")]
+    print(f"written in {out}: {', '.join([COMPARISON_FILE, TABLE_CSV, TABLE_MD, *plots])}")

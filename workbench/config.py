@@ -12,6 +12,8 @@ import difflib
 from dataclasses import dataclass, field
 from typing import Any
 
+from workbench.tasks import check_task
+
 
 class ConfigError(ValueError):
     """A config value or key is wrong; the message says which and what is allowed."""
@@ -378,6 +380,53 @@ def resolve(preset: str = "cpu", overrides: dict[str, Any] | None = None) -> Con
     return config
 
 
+@dataclass
+class TrainRequest:
+    """What `workbench train` is asked for on its command line; the one place its flags are
+    spelled (the dashboard and `workbench compare` start runs through `flags()`)."""
+
+    preset: str
+    algo: str
+    seed: int
+    task: str | None = None
+    steps: int | None = None
+    device: str = "auto"
+    sets: list[str] | tuple[str, ...] = ()
+
+    def config(self) -> Config:
+        """The config these flags build (a bad key or value raises ConfigError)."""
+        overrides = dict(parse_assignment(text) for text in self.sets)
+        overrides.update({"algo": self.algo, "train.seed": self.seed, "train.device": self.device})
+        if self.task:
+            overrides["env.task"] = self.task
+        if self.steps:
+            overrides["train.steps"] = self.steps
+        return resolve(self.preset, overrides)
+
+    def flags(self) -> list[str]:
+        """The `workbench train` flags that ask for this."""
+        flags = ["--algo", self.algo, "--preset", self.preset, "--seed", str(self.seed)]
+        flags += ["--device", self.device]
+        flags += (["--steps", str(self.steps)] if self.steps else []) + (
+            ["--task", self.task] if self.task else []
+        )
+        return flags + [f"--set={assignment}" for assignment in self.sets]
+
+
+def train_config(
+    preset: str,
+    algo: str,
+    seed: int,
+    *,
+    task: str | None = None,
+    steps: int | None = None,
+    device: str = "auto",
+    sets: list[str] | tuple[str, ...] = (),
+) -> Config:
+    """The config `workbench train` builds from its flags (`workbench compare` builds the same)."""
+    return TrainRequest(preset, algo, seed, task, steps, device, sets).config()
+
+
 def apply(config: Config, overrides: dict[str, Any]) -> None:
     """Set dotted keys on a config, converting each value to the field's type."""
     for key, value in overrides.items():
@@ -396,8 +445,6 @@ def parse_assignment(text: str) -> tuple[str, str]:
 
 def validate(config: Config) -> None:
     """Reject values that cannot work, saying which key and what is allowed."""
-    from workbench.envs import check_task  # cheap: does not import safety_gymnasium
-
     check_task(config.env.task)
     for key, allowed in CHOICES.items():
         value = _get(config, key)

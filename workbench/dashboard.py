@@ -14,13 +14,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+from workbench import runs
+from workbench.config import TrainRequest
 from workbench.runs import CONFIG_FILE, Run, RunError, host_name
 
-APP = Path(__file__).resolve().parent.parent / "app" / "Home.py"
+APP = Path(__file__).resolve().parents[1] / "app" / "Home.py"
 RUNS_DIR_VARIABLE = "WORKBENCH_RUNS_DIR"
 """The environment variable through which the app learns which folder to watch."""
-LOGS = ".logs"
-"""Folder in RUNS_DIR for the output of runs started from the dashboard."""
 
 
 def add_command(commands) -> None:
@@ -82,24 +82,21 @@ def training_command(
 ) -> list[str]:
     """The `workbench train` command for a new run RUNS_DIR/<name>, after checking its config
     (a bad key or value raises ConfigError here, before anything starts)."""
-    from workbench.cli import train_config
-
     if not re.fullmatch(r"[\w.-]+", name) or name.startswith("."):
         raise ValueError(f"run name {name!r}: use letters, digits, '-', '_' and '.' only")
     run_dir = Path(runs_dir) / name
     if run_dir.exists():
         raise RunError(f"{run_dir} already exists; choose another name")
-    train_config(preset, algo, seed, task=task, steps=steps, device=device, sets=sets)
-    command = [sys.executable, "-m", "workbench.cli", "train", "--algo", algo, "--preset", preset]
-    command += ["--seed", str(seed), "--device", device, "--run-dir", str(run_dir), "--no-progress"]
-    command += (["--steps", str(steps)] if steps else []) + (["--task", task] if task else [])
-    return command + [f"--set={assignment}" for assignment in sets]
+    request = TrainRequest(preset, algo, seed, task, steps, device, sets)
+    request.config()
+    command = [sys.executable, "-m", "workbench.cli", "train", "--run-dir", str(run_dir)]
+    return command + ["--no-progress", *request.flags()]
 
 
 def training_log(runs_dir: Path, name: str) -> Path:
     """Where the output of a run started from the dashboard goes (outside the run directory,
     which the run must create itself)."""
-    return Path(runs_dir) / LOGS / f"{name}.log"
+    return runs.training_log(runs_dir, runs.DASHBOARD_LOGS, name)
 
 
 def start_training(runs_dir: Path, name: str, command: list[str]) -> subprocess.Popen:

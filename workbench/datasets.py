@@ -37,12 +37,11 @@ from typing import Any
 import numpy as np
 
 from workbench.replay import KEYS
-from workbench.runs import load_arrays, save_arrays, write_json
+from workbench.runs import EPISODES, episode_file, load_arrays, run_of, save_arrays, write_json
 
 FORMAT = "workbench-dataset"
 VERSION = 1
 META_FILE = "dataset.json"
-EPISODES = "episodes"
 
 
 class DatasetError(ValueError):
@@ -75,7 +74,7 @@ class DatasetWriter:
     def add(self, episode: dict[str, np.ndarray], policy: str, noise: float, seed: int) -> dict:
         """Save one episode (replay conventions) and its provenance; return its record."""
         _check_episode(episode, f"episode from {policy}")
-        name = f"ep_{len(self.meta['episodes']):06d}.npz"
+        name = episode_file(len(self.meta["episodes"]))
         save_arrays(self.path / EPISODES / name, {key: episode[key] for key in KEYS})
         record = {"file": name, "policy": policy, "noise": noise, "seed": seed}
         record.update(_totals(episode))
@@ -177,7 +176,7 @@ def _player(behaviour: Behaviour, task: str, env: dict[str, Any], device: str):
     from workbench.evaluation import play_episode
 
     path = behaviour.checkpoint
-    run = path.parent.parent if path.is_file() else path  # RUN/checkpoints/ckpt_<step>.pt
+    run = run_of(path)  # a run directory, or one of its checkpoints
     loaded = load_agent(run, device, checkpoint=path if path.is_file() else None)
     trained = loaded.config.env
     if (trained.task, trained.image_size, trained.action_repeat) != (
@@ -198,7 +197,7 @@ def _player(behaviour: Behaviour, task: str, env: dict[str, Any], device: str):
 
 
 def _from_played(played: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """`engine.play_episode`'s record (the action chosen at each frame) -> replay conventions
+    """`evaluation.play_episode`'s record (the action chosen at each frame) -> replay conventions
     (the action that led to each frame)."""
     actions = played["action"].astype(np.float32)
     return {

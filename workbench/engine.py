@@ -46,7 +46,7 @@ from workbench.hooks import (
     WorldModelUpdate,
 )
 from workbench.replay import Replay
-from workbench.runs import CONFIG_FILE, EPISODES, RunError, RunWriter, read_json
+from workbench.runs import CONFIG_FILE, RunError, RunWriter, read_json
 from workbench.world_model import WorldModel
 
 
@@ -142,7 +142,7 @@ class Engine:
             self.device
         )
         self.agent = make_agent(cfg, self.world_model, self.action_dim).to(self.device)
-        self.replay = Replay(self.run_dir / EPISODES, cfg.env.num_envs, cfg.train.seed)
+        self.replay = Replay(self.writer, cfg.env.num_envs, cfg.train.seed)
         self.resumed = resume and self._restore()
 
     # --- the loop ---------------------------------------------------------------------------
@@ -258,6 +258,7 @@ class Engine:
                 ret=ret,
                 cost=cost,
                 length=length,
+                cumulative_cost=self.counters["cumulative_cost"],
             )
         )
 

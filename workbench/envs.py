@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-import difflib
 import importlib.util
 import multiprocessing as mp
 import os
@@ -24,20 +23,13 @@ from typing import Any
 
 import numpy as np
 
-NAV_TASKS: tuple[str, ...] = tuple(
-    f"Safety{robot}{task}{level}-v0"
-    for robot in ("Point", "Car", "Racecar")
-    for task in ("Goal", "Button", "Push", "Circle")
-    for level in range(3)
-)
+from workbench.tasks import NAV_TASKS as NAV_TASKS  # re-exported: the supported tasks
+from workbench.tasks import TaskError as TaskError
+from workbench.tasks import check_task
+
 RENDER_CHOICES = ("fast", "stock")
 CAMERA = "vision"
-_LIST_HINT = "List them all with: python -c 'import workbench.envs as e; print(e.NAV_TASKS)'"
 _SETUP_HINT = "Install it with `bash scripts/setup.sh` (it creates .venv) and use .venv/bin/python."
-
-
-class TaskError(ValueError):
-    """An unknown task id."""
 
 
 class RenderingError(RuntimeError):
@@ -121,15 +113,6 @@ def _import_mujoco() -> None:
 # ---------------------------------------------------------------------------------------------
 # One environment
 # ---------------------------------------------------------------------------------------------
-
-
-def check_task(task: str) -> None:
-    """Raise TaskError (with close matches) unless `task` is one of NAV_TASKS."""
-    if task in NAV_TASKS:
-        return
-    close = difflib.get_close_matches(task, NAV_TASKS, n=3, cutoff=0.6)
-    hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-    raise TaskError(f"Unknown task {task!r}.{hint} {_LIST_HINT}")
 
 
 def _rendering_error(exc: Exception) -> RenderingError:
@@ -602,26 +585,7 @@ def make_vector_env(task: str, num_envs: int = 1, **env_kwargs: Any) -> VectorEn
 # ---------------------------------------------------------------------------------------------
 
 
-def _random_actions(rng: np.random.Generator, low: np.ndarray, high: np.ndarray, n: int):
-    return rng.uniform(low, high, size=(n, *low.shape)).astype(np.float32)
-
-
-def _vector_sps(task: str, steps: int, num_envs: int, image_size: int, render: str) -> float:
-    """Env steps per second (all envs together) with random actions and action_repeat=1."""
-    kwargs = dict(image_size=image_size, action_repeat=1, render=render)
-    with make_vector_env(task, num_envs, **kwargs) as env:
-        rng = np.random.default_rng(0)
-        env.reset_all(seed=0)
-        rounds = max(1, steps // num_envs)
-        start = time.perf_counter()
-        for _ in range(rounds):
-            out = env.step(_random_actions(rng, env.action_low, env.action_high, num_envs))
-            for i in np.flatnonzero(out.terminated | out.truncated):
-                env.reset(int(i))
-        return rounds * num_envs / (time.perf_counter() - start)
-
-
-def _physics_sps(task: str, steps: int) -> float:
+def physics_steps_per_second(task: str, steps: int) -> float:
     """Steps per second of the bare safety_gymnasium env (no image)."""
     env = import_safety_gymnasium().make(task)
     _install_flat_sky_hook()
@@ -637,17 +601,3 @@ def _physics_sps(task: str, steps: int) -> float:
     elapsed = time.perf_counter() - start
     env.close()
     return steps / elapsed
-
-
-def bench_envs(
-    task: str = "SafetyPointGoal1-v0", steps: int = 300, num_envs: int = 2, image_size: int = 64
-) -> dict[str, float]:
-    """Env steps per second (one physics step + one render each) for each render path and N."""
-    result: dict[str, float] = {"num_envs": num_envs}
-    for n in (1, num_envs):
-        for render in RENDER_CHOICES:
-            result[f"env_sps_{render}_{'1' if n == 1 else 'N'}"] = _vector_sps(
-                task, steps, n, image_size, render
-            )
-    result["physics_only_sps"] = _physics_sps(task, steps)
-    return result

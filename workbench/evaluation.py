@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from workbench.agents.base import AgentLike
 from workbench.device import single_threaded
 from workbench.envs import PixelEnv, make_env
 from workbench.world_model import WorldModel
@@ -25,7 +26,7 @@ HELD_OUT_SEED = 20_000  # training uses seeds below this; evaluation episodes ne
 def play_episode(
     env: PixelEnv,
     world_model: WorldModel,
-    agent,
+    agent: AgentLike,
     *,
     explore: bool,
     seed: int | None = None,

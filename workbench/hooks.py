@@ -14,15 +14,37 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
 if TYPE_CHECKING:
+    import torch
     from torch import Tensor
 
-    from workbench.engine import Engine
-    from workbench.world_model import Imagination, Latent
+    from workbench.agents.base import AgentLike
+    from workbench.config import Config
+    from workbench.runs import RunWriter
+    from workbench.world_model import Imagination, Latent, WorldModel
+
+
+class Trainer(Protocol):
+    """What a hook may touch of the engine that trains (`TrainStart.engine`): its config,
+    counters, run writer, bus, device and models, and the two things it may ask for."""
+
+    config: Config
+    counters: dict[str, Any]
+    writer: RunWriter
+    bus: HookBus
+    device: torch.device
+    world_model: WorldModel
+    agent: AgentLike
+
+    def save_checkpoint(self) -> Any:
+        """Write a checkpoint of the models and counters now."""
+
+    def evaluate(self) -> Any:
+        """Play held-out episodes now and emit an `Evaluation`."""
 
 
 @dataclass
@@ -39,7 +61,7 @@ class Event:
 
 @dataclass
 class TrainStart(Event):
-    engine: Engine
+    engine: Trainer
     resumed: bool
 
 
@@ -58,6 +80,8 @@ class EpisodeEnd(Event):
     ret: float
     cost: float
     length: int
+    cumulative_cost: float
+    """Cost of every training episode so far, this one included (counted by the engine)."""
 
 
 @dataclass
@@ -162,19 +186,16 @@ class MetricsWriter(Hook):
         self.log_every = log_every
         self.sums: dict[str, float] = defaultdict(float)
         self.counts: dict[str, int] = defaultdict(int)
-        self.cumulative_cost = 0.0
         self.last_time = time.time()
 
     def on_train_start(self, event: TrainStart) -> None:
         self.writer = event.engine.writer
-        self.cumulative_cost = event.engine.counters.get("cumulative_cost", 0.0)
         self.last_step = event.step
         self.writer.log("start", event.step, {"resumed": event.resumed})
 
     def on_episode_end(self, event: EpisodeEnd) -> None:
-        self.cumulative_cost += event.cost
         values = {"return": event.ret, "cost": event.cost, "length": event.length}
-        values.update(episode=event.episode, cumulative_cost=self.cumulative_cost)
+        values.update(episode=event.episode, cumulative_cost=event.cumulative_cost)
         self.writer.log("episode", event.step, values)
 
     def on_world_model_update(self, event: WorldModelUpdate) -> None:

@@ -43,7 +43,7 @@ from workbench.device import autocast
 from workbench.engine import Engine
 from workbench.hooks import AgentUpdate, ProgressBar, Snapshot, TrainStart, WorldModelUpdate
 from workbench.replay import Replay
-from workbench.runs import EPISODES, RunError
+from workbench.runs import RunError
 from workbench.world_model import WorldModel
 
 
@@ -73,7 +73,7 @@ class OfflineEngine(Engine):
         self.world_model = WorldModel(cfg.model, self.action_dim, cfg.env.image_size)
         self.world_model.to(self.device)
         self.agent = make_agent(cfg, self.world_model, self.action_dim).to(self.device)
-        self.replay = Replay(self.run_dir / EPISODES, 1, cfg.train.seed)
+        self.replay = Replay(self.writer, 1, cfg.train.seed)
         self.episode_bounds = []  # (start, stop) of each episode in the replay's stream
         for episode in self.dataset.episodes():
             start = self.replay.streams[0].size

@@ -11,11 +11,9 @@ reward and cost received on arriving at it, and whether it is the first or a ter
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 
-from workbench.runs import load_arrays, save_arrays
+from workbench.runs import EPISODES, RunWriter, episode_artifacts, load_arrays
 
 KEYS = ("obs", "action", "reward", "cost", "is_first", "is_terminal")
 """What a step record holds for training."""
@@ -55,9 +53,9 @@ class Stream:
 
 
 class Replay:
-    def __init__(self, directory: Path, num_envs: int, seed: int = 0):
-        self.directory = Path(directory)
-        self.directory.mkdir(parents=True, exist_ok=True)
+    def __init__(self, writer: RunWriter, num_envs: int, seed: int = 0):
+        self.writer = writer
+        self.directory = writer.path / EPISODES
         self.streams = [Stream() for _ in range(num_envs)]
         self.episode_starts = [0] * num_envs
         self.num_episodes = 0
@@ -77,13 +75,13 @@ class Replay:
         """Save env `env_index`'s episode that just ended; return its arrays."""
         stream = self.streams[env_index]
         episode = stream.slice(self.episode_starts[env_index], stream.size)
-        save_arrays(self.directory / f"ep_{self.num_episodes:06d}.npz", episode)
+        self.writer.save_episode(self.num_episodes, episode)
         self.num_episodes += 1
         return episode
 
     def load(self) -> int:
         """Reload every saved episode (after a resume) into the first stream; return how many."""
-        paths = sorted(self.directory.glob("ep_*.npz"))
+        paths = [artifact.path for artifact in episode_artifacts(self.directory)]
         for path in paths:
             self.streams[0].extend(load_arrays(path))
         self.num_episodes = len(paths)

@@ -17,6 +17,12 @@ Liveness on shared storage: a reader on the writer's host asks the OS whether it
 reader on another host trusts the heartbeat instead, `updated`, refreshed at least every
 `HEARTBEAT_SECONDS` while the run logs, and calls a run silent for `STALE_SECONDS` crashed.
 
+Keys: an evaluation episode holds `EVAL_KEYS` per frame (plus the agent's `inspect` values), a
+snapshot holds `SNAPSHOT_KEYS` (plus the agent's values as <name> and imag_<name>); the writer
+refuses an incomplete snapshot and `load_snapshot` checks what it reads. A `workbench compare`
+folder holds `COMPARISON_FILE`, `TABLE_CSV`, `TABLE_MD`, `plot_file(name)` and its runs in
+`COMPARISON_RUNS/`.
+
 Every file a reader sees is complete: arrays are written to a temporary name and renamed into
 place, and a metrics line is only read once its newline is there. Readers skip files they do
 not know, so a newer writer does not break an older reader.
@@ -29,6 +35,7 @@ import math
 import os
 import socket
 import time
+import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,6 +55,66 @@ CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.jsonl"
 LOCK_FILE = ".lock"
 EPISODES, EVAL, SNAPSHOTS, CHECKPOINTS = "episodes", "eval", "snapshots", "checkpoints"
+EPISODE_PREFIX, EVAL_PREFIX, SNAPSHOT_PREFIX, CHECKPOINT_PREFIX = "ep_", "eval_", "snap_", "ckpt_"
+ARRAYS_SUFFIX, CHECKPOINT_SUFFIX = ".npz", ".pt"
+
+EVAL_KEYS = (
+    "frame", "recon", "action", "reward", "cost", "terminal", "hazard_distance",
+    "pred_reward", "pred_cost", "disagreement",
+)  # fmt: skip
+"""What an evaluation episode (`evaluation.play_episode`) holds per frame, besides the agent's
+`inspect` values."""
+LATENT_KEYS = (
+    "features", "unsafe", "cost", "reward", "pred_cost", "time", "sequence", "frame", "disagreement"
+)  # fmt: skip
+ROLLOUT_KEYS = (
+    "imag_start", "imag_reward", "imag_cost", "imag_disagreement", "imag_frames"
+)  # fmt: skip
+SNAPSHOT_KEYS = ("step", "update", *LATENT_KEYS, *ROLLOUT_KEYS)
+"""Keys every snapshot holds; agents add their `inspect` values as <name> and imag_<name>."""
+
+COMPARISON_FILE = "comparison.json"
+"""A `workbench compare` folder's summary: the request, a row per finished run, what is missing."""
+TABLE_CSV, TABLE_MD = "table.csv", "table.md"
+COMPARISON_RUNS = "runs"
+"""The folder of a comparison's runs, beside its table and plots."""
+
+
+COMPARISON_LOGS, DASHBOARD_LOGS = "logs", ".logs"
+"""Where the output of training processes goes: a comparison's, and the dashboard's (in its
+runs folder, outside any run directory, which the run must create itself)."""
+PLOT_SUFFIX = ".html"
+
+
+def training_log(folder: str | Path, logs: str, name: str) -> Path:
+    """The output of the training process of run `name`, started for `folder`."""
+    return Path(folder) / logs / f"{name}.log"
+
+
+def plot_file(name: str) -> str:
+    """A comparison's plot (`return`, `cost`, `cumulative_cost`, `final`) as a file name."""
+    return f"{name}{PLOT_SUFFIX}"
+
+
+def comparison_plots(folder: str | Path) -> list[Path]:
+    """A comparison folder's plots, by name."""
+    return sorted(Path(folder).glob(f"*{PLOT_SUFFIX}"))
+
+
+def episode_file(index: int) -> str:
+    """The name of a run's (or a dataset's) episode number `index`."""
+    return f"{EPISODE_PREFIX}{index:06d}{ARRAYS_SUFFIX}"
+
+
+def checkpoint_path(run_dir: str | Path, step: int) -> Path:
+    return Path(run_dir) / CHECKPOINTS / f"{CHECKPOINT_PREFIX}{step:09d}{CHECKPOINT_SUFFIX}"
+
+
+def run_of(path: str | Path) -> Path:
+    """The run directory a file of it (a checkpoint, a snapshot, an episode) belongs to, or the
+    run directory itself."""
+    path = Path(path)
+    return path.parent.parent if path.is_file() else path
 
 
 class RunError(RuntimeError):
@@ -192,17 +259,18 @@ class RunWriter:
         self.heartbeat()
 
     def save_episode(self, index: int, arrays: dict[str, np.ndarray]) -> Path:
-        path = self.path / EPISODES / f"ep_{index:06d}.npz"
+        path = self.path / EPISODES / episode_file(index)
         save_arrays(path, arrays)
         return path
 
     def save_eval(self, step: int, index: int, arrays: dict[str, np.ndarray]) -> Path:
-        path = self.path / EVAL / f"eval_{step:09d}_{index:02d}.npz"
+        path = self.path / EVAL / f"{EVAL_PREFIX}{step:09d}_{index:02d}{ARRAYS_SUFFIX}"
         save_arrays(path, arrays)
         return path
 
     def save_snapshot(self, update: int, arrays: dict[str, np.ndarray]) -> Path:
-        path = self.path / SNAPSHOTS / f"snap_{update:08d}.npz"
+        path = self.path / SNAPSHOTS / f"{SNAPSHOT_PREFIX}{update:08d}{ARRAYS_SUFFIX}"
+        _check_complete(path, arrays, SNAPSHOT_KEYS, "snapshot")
         save_arrays(path, arrays)
         return path
 
@@ -210,6 +278,12 @@ class RunWriter:
         self._metrics.close()
         self.set_status(status)
         (self.path / LOCK_FILE).unlink(missing_ok=True)
+
+
+def _check_complete(path: Path, arrays: dict[str, Any], keys: tuple[str, ...], what: str) -> None:
+    missing = [key for key in keys if key not in arrays]
+    if missing:
+        raise RunError(f"refusing to write {path}: the {what} lacks {', '.join(missing)}")
 
 
 def _plain(value: Any) -> Any:
@@ -256,6 +330,9 @@ class Artifact:
 
     path: Path
     number: int
+    """The step (evaluations, checkpoints), update (snapshots) or index (episodes)."""
+    index: int = 0
+    """The episode's index among those played at `number` (evaluations)."""
 
     def load(self) -> dict[str, np.ndarray]:
         return load_arrays(self.path)
@@ -350,26 +427,32 @@ class Run:
         self._records = [r for r in self._records if r["kind"] == "start" or r["step"] < step]
 
     def episodes(self) -> list[Artifact]:
-        return self._artifacts(EPISODES, "ep_")
+        return episode_artifacts(self.path / EPISODES)
 
     def evaluations(self) -> list[Artifact]:
-        return self._artifacts(EVAL, "eval_")
+        return _artifacts(self.path / EVAL, EVAL_PREFIX)
 
     def snapshots(self) -> list[Artifact]:
-        return self._artifacts(SNAPSHOTS, "snap_")
+        return _artifacts(self.path / SNAPSHOTS, SNAPSHOT_PREFIX)
 
     def checkpoints(self) -> list[Artifact]:
-        return [a for a in self._artifacts(CHECKPOINTS, "ckpt_", ".pt")]
+        return _artifacts(self.path / CHECKPOINTS, CHECKPOINT_PREFIX, CHECKPOINT_SUFFIX)
 
-    def _artifacts(self, folder: str, prefix: str, suffix: str = ".npz") -> list[Artifact]:
-        found = []
-        for path in _listdir(self.path / folder):
-            stem = path.name.removeprefix(prefix).removesuffix(suffix)
-            if path.name.startswith(prefix) and path.name.endswith(suffix):
-                digits = stem.split("_")[0]
-                if digits.isdigit():
-                    found.append(Artifact(path, int(digits)))
-        return sorted(found, key=lambda a: (a.number, a.path.name))
+
+def episode_artifacts(folder: Path) -> list[Artifact]:
+    """The episodes saved in `folder` (a run's episodes/), in order."""
+    return _artifacts(folder, EPISODE_PREFIX)
+
+
+def _artifacts(folder: Path, prefix: str, suffix: str = ARRAYS_SUFFIX) -> list[Artifact]:
+    found = []
+    for path in _listdir(folder):
+        stem = path.name.removeprefix(prefix).removesuffix(suffix)
+        if path.name.startswith(prefix) and path.name.endswith(suffix):
+            digits, _, index = stem.partition("_")
+            if digits.isdigit():
+                found.append(Artifact(path, int(digits), int(index) if index.isdigit() else 0))
+    return sorted(found, key=lambda a: (a.number, a.path.name))
 
 
 def _is_record(record: Any) -> bool:
@@ -382,6 +465,47 @@ def _listdir(folder: Path) -> Iterator[Path]:
         yield from folder.iterdir()
     except FileNotFoundError:
         return
+
+
+def load_snapshot(
+    snapshot: Artifact | str | Path, keys: tuple[str, ...] | None = None
+) -> dict[str, np.ndarray]:
+    """A snapshot's arrays (only `keys` when given: the rest is not read), checked against the
+    contract: a missing key or inconsistent shapes raise RunError saying which."""
+    path = snapshot_path(snapshot)
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            wanted = data.files if keys is None else keys
+            missing = [key for key in (SNAPSHOT_KEYS if keys is None else keys) if key not in data]
+            if missing:
+                raise RunError(
+                    f"{path} is not a complete snapshot: it lacks {', '.join(missing)} "
+                    "(snapshots are written by workbench.snapshots.SnapshotHook)"
+                )
+            arrays = {key: data[key] for key in wanted}
+    except (OSError, ValueError, zipfile.BadZipFile) as error:
+        raise RunError(f"cannot read snapshot {path}: {error}") from None
+    _check_shapes(path, arrays)
+    return arrays
+
+
+def _check_shapes(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    latents = {len(arrays[key]) for key in LATENT_KEYS if key in arrays}
+    rollouts = {arrays[key].shape[1] for key in ROLLOUT_KEYS[1:] if key in arrays}
+    if "imag_start" in arrays:
+        rollouts.add(len(arrays["imag_start"]))
+    horizon = {arrays[key].shape[0] - 1 for key in ("imag_reward", "imag_cost") if key in arrays}
+    if "imag_disagreement" in arrays:
+        horizon.add(len(arrays["imag_disagreement"]))
+    if len(latents) > 1 or len(rollouts) > 1 or len(horizon) > 1:
+        raise RunError(
+            f"{path} has inconsistent shapes ({ {k: v.shape for k, v in arrays.items()} }); "
+            "it may be corrupt"
+        )
+
+
+def snapshot_path(snapshot: Artifact | str | Path) -> Path:
+    return Path(snapshot.path if isinstance(snapshot, Artifact) else snapshot)
 
 
 def find_runs(root: str | Path) -> list[Run]:

@@ -15,7 +15,7 @@ Every `every` world-model updates, `SnapshotHook`:
 It works on a copy of torch's random state, so training with snapshots follows exactly the same
 path as training without them.
 
-The file (the contract with the viewers; `workbench.inspect.projection.REQUIRED_KEYS`):
+The file (the contract with the viewers; `workbench.runs.SNAPSHOT_KEYS`):
     step, update                 int64 0-d    env steps and updates when it was taken
     features                     float16 [M, F]  posterior features (deter + stoch)
     unsafe                       bool [M]     cost > 0
@@ -40,6 +40,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from workbench.device import autocast
 from workbench.hooks import Hook, Snapshot, TrainStart, WorldModelUpdate
 from workbench.world_model import Latent
 
@@ -69,8 +70,6 @@ class SnapshotHook(Hook):
 
     def take(self, batch: dict[str, Tensor], posterior: Latent) -> dict[str, np.ndarray]:
         """The snapshot's arrays (all but step and update) from a batch and its posterior [B, T]."""
-        from workbench.device import autocast
-
         engine = self.engine
         length = posterior.deter.shape[1]
         chosen = self.rng.permutation(posterior.deter.shape[0] * length)[: self.latents]  # 1

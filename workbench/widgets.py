@@ -52,7 +52,7 @@ from workbench.hooks import (
     WorldModelUpdate,
 )
 from workbench.inspect import figures
-from workbench.runs import Run, load_arrays
+from workbench.runs import Run, load_arrays, run_of
 
 if TYPE_CHECKING:
     from workbench.config import Config
@@ -545,10 +545,10 @@ class Board:
 
 
 def map_coordinates(snapshot_path: Path) -> np.ndarray:
-    """A snapshot's latents on its run's map (`RUN/snapshots/snap_*.npz`), cached on disk."""
+    """A snapshot's latents on its run's map, cached on disk."""
     from workbench.inspect.projection import coordinates
 
-    return coordinates(snapshot_path.parent.parent, snapshot_path)
+    return coordinates(run_of(snapshot_path), snapshot_path)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -561,7 +561,7 @@ def _single(view: Any, **data: Any) -> ipw.Widget:
 
 
 def episode_view(episode: dict[str, np.ndarray]) -> ipw.Widget:
-    """Step through one played episode (`workbench.engine.play_episode`, or an eval file)."""
+    """Step through one played episode (`workbench.evaluation.play_episode`, or an eval file)."""
     return _single(EpisodeView(), episode=episode)
 
 

@@ -4,17 +4,17 @@
 import common
 import streamlit as st
 
+from workbench.compare import CURVES
 from workbench.inspect import figures
-from workbench.runs import find_runs, read_json
+from workbench.runs import COMPARISON_FILE, TABLE_MD, comparison_plots, find_runs, read_json
 
 st.title("Compare")
-CURVES = {"return": "episode return", "cost": "episode cost", "cumulative_cost": "cumulative cost"}
 
 
 def show_table(folder) -> None:
     """The table (table.md, else comparison.json's rows) and the runs not included."""
-    summary = read_json(folder / common.COMPARISON_FILE)
-    table = folder / "table.md"
+    summary = read_json(folder / COMPARISON_FILE)
+    table = folder / TABLE_MD
     if table.is_file():
         title, _, body = table.read_text().partition("\n")
         st.subheader(title.lstrip("# "))
@@ -30,7 +30,7 @@ def show_table(folder) -> None:
 
 def show_plot(folder) -> None:
     """One of the comparison's plots (self-contained plotly HTML written by `workbench compare`)."""
-    plots = sorted(folder.glob("*.html"))
+    plots = comparison_plots(folder)
     if plots:
         plot = st.selectbox("Plot", plots, format_func=lambda path: path.stem, key="compare_plot")
         st.iframe(plot, height=520)

@@ -14,10 +14,7 @@ run = common.pick_run("rollout_run")
 
 
 def episode_label(artifact) -> str:
-    index = artifact.path.stem.rsplit("_", 1)[-1]
-    return (
-        f"evaluation at step {artifact.number}, episode {int(index) if index.isdigit() else index}"
-    )
+    return f"evaluation at step {artifact.number}, episode {artifact.index}"
 
 
 def move_to(t: int) -> None:

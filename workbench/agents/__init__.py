@@ -1,10 +1,18 @@
-"""One file per algorithm, all behind the small interface in `base.py`."""
+"""One file per algorithm, all behind the small interface in `base.py` (`AgentLike`).
+
+Importing this package is cheap: an algorithm's module (and torch) loads when it is made.
+"""
 
 from __future__ import annotations
 
 import importlib
+from typing import TYPE_CHECKING
 
 from workbench.config import ALGOS, Config, ConfigError
+
+if TYPE_CHECKING:
+    from workbench.agents.base import AgentLike
+    from workbench.world_model import WorldModel
 
 # algo name -> "module:Class", imported on demand.
 REGISTRY = {
@@ -21,7 +29,7 @@ REGISTRY = {
 }
 
 
-def make_agent(config: Config, world_model, action_dim: int):
+def make_agent(config: Config, world_model: WorldModel, action_dim: int) -> AgentLike:
     """Build the agent named by `config.algo`."""
     if config.algo not in REGISTRY:
         known = ", ".join(name for name in ALGOS if name in REGISTRY)

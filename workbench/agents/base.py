@@ -12,13 +12,15 @@ values, and for some agents a barrier value). The world model is held, not owned
 by the engine and is not part of the agent's state_dict.
 
 `OfflineAgent` is the same interface for agents learnt from a fixed dataset (`offline.py`),
-whose `update(transitions)` takes a minibatch of dataset transitions instead.
+whose `update(transitions)` takes a minibatch of dataset transitions instead. `AgentLike` is
+what both kinds share: the type everything outside `agents/` holds an agent by.
 """
 
 from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 from torch import Tensor, nn
@@ -26,6 +28,40 @@ from torch import Tensor, nn
 from workbench.config import Config
 from workbench.nets import MLP, adam, lambda_returns
 from workbench.world_model import Imagination, Latent, WorldModel
+
+
+@runtime_checkable
+class AgentLike(Protocol):
+    """What online (`Agent`) and offline (`OfflineAgent`) agents share: how the engine, the
+    evaluation, snapshots and checkpoints hold an agent. (Their `update`s differ: online
+    `update(posterior, batch) -> Update`, offline `update(transitions) -> metrics`.)"""
+
+    config: Config
+
+    @property
+    def world_model(self) -> WorldModel:
+        """The world model the agent acts and imagines in (held, not owned)."""
+
+    def act(self, latent: Latent, explore: bool) -> Tensor:
+        """Actions [N, A] for a batch of posterior latents."""
+
+    def inspect(self, features: Tensor) -> dict[str, Tensor]:
+        """Per-state quantities worth showing (values, cost values, barrier...), name -> [N]."""
+
+    def imagine_from(self, start: Latent, member: int | None = None) -> Imagination:
+        """Roll the policy forward in the world model from start states [N]."""
+
+    def episode_end(self, cost: float) -> None:
+        """A training episode ended with this real cost."""
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        """Named optimisers, checkpointed with the agent."""
+
+    def state_dict(self) -> dict[str, Any]:
+        """Parameters and buffers (as `torch.nn.Module`)."""
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> Any:
+        """Restore what `state_dict` gave (as `torch.nn.Module`)."""
 
 
 @dataclass
@@ -238,6 +274,9 @@ class OfflineAgent(nn.Module):
     @torch.no_grad()
     def inspect(self, features: Tensor) -> dict[str, Tensor]:
         return {}
+
+    def episode_end(self, cost: float) -> None:
+        """Offline agents learn from the dataset only; an episode's cost changes nothing."""
 
     @torch.no_grad()
     def latent_codes(self, features: Tensor, actions: Tensor) -> dict[str, Tensor]:

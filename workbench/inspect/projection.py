@@ -36,62 +36,20 @@ from typing import Any
 
 import numpy as np
 
-from workbench.runs import Artifact, Run, RunError, load_arrays, read_json, save_arrays, write_json
+from workbench.runs import (
+    SNAPSHOTS,
+    Artifact,
+    Run,
+    RunError,
+    load_arrays,
+    read_json,
+    save_arrays,
+    snapshot_path,
+    write_json,
+)
+from workbench.runs import load_snapshot as load_snapshot  # re-exported: viewers load it here
 
-LATENT_KEYS = (
-    "features", "unsafe", "cost", "reward", "pred_cost", "time", "sequence", "frame", "disagreement"
-)  # fmt: skip
-ROLLOUT_KEYS = (
-    "imag_start", "imag_reward", "imag_cost", "imag_disagreement", "imag_frames"
-)  # fmt: skip
-REQUIRED_KEYS = ("step", "update", *LATENT_KEYS, *ROLLOUT_KEYS)
-"""Keys every snapshot holds; agents add their `inspect` values as <name> and imag_<name>."""
 CACHE_FOLDER = ".viewer-cache"
-
-
-# ---------------------------------------------------------------------------------------------
-# Snapshots.
-
-
-def load_snapshot(
-    snapshot: Artifact | str | Path, keys: tuple[str, ...] | None = None
-) -> dict[str, np.ndarray]:
-    """A snapshot's arrays (only `keys` when given: the rest is not read), checked against the
-    contract: a missing key or inconsistent shapes raise RunError saying which."""
-    path = _path(snapshot)
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            wanted = data.files if keys is None else keys
-            missing = [key for key in (REQUIRED_KEYS if keys is None else keys) if key not in data]
-            if missing:
-                raise RunError(
-                    f"{path} is not a complete snapshot: it lacks {', '.join(missing)} "
-                    "(snapshots are written by workbench.snapshots.SnapshotHook)"
-                )
-            arrays = {key: data[key] for key in wanted}
-    except (OSError, ValueError, zipfile.BadZipFile) as error:
-        raise RunError(f"cannot read snapshot {path}: {error}") from None
-    _check_shapes(path, arrays)
-    return arrays
-
-
-def _check_shapes(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    latents = {len(arrays[key]) for key in LATENT_KEYS if key in arrays}
-    rollouts = {arrays[key].shape[1] for key in ROLLOUT_KEYS[1:] if key in arrays}
-    if "imag_start" in arrays:
-        rollouts.add(len(arrays["imag_start"]))
-    horizon = {arrays[key].shape[0] - 1 for key in ("imag_reward", "imag_cost") if key in arrays}
-    if "imag_disagreement" in arrays:
-        horizon.add(len(arrays["imag_disagreement"]))
-    if len(latents) > 1 or len(rollouts) > 1 or len(horizon) > 1:
-        raise RunError(
-            f"{path} has inconsistent shapes ({ {k: v.shape for k, v in arrays.items()} }); "
-            "it may be corrupt"
-        )
-
-
-def _path(snapshot: Artifact | str | Path) -> Path:
-    return Path(snapshot.path if isinstance(snapshot, Artifact) else snapshot)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -260,7 +218,7 @@ class RunProjection:
 
     def coordinates(self, snapshot: Artifact | str | Path) -> np.ndarray:
         """Coordinates [M, 2] of a snapshot's latents in the run's map."""
-        path = _path(snapshot)
+        path = snapshot_path(snapshot)
         with self.lock:
             coords = self._cached(path)
             if coords is not None:
@@ -292,7 +250,7 @@ class RunProjection:
         """Rebuild the map from the cache (fitted on the same snapshots, aligned to their cached
         coordinates), or fit a first one on the newest snapshots."""
         state = self.state()
-        paths = [self.run.path / "snapshots" / f"{name}.npz" for name in state.get("snapshots", [])]
+        paths = [self.run.path / SNAPSHOTS / f"{name}.npz" for name in state.get("snapshots", [])]
         cached = [self._cached(path) if path.exists() else None for path in paths]
         if paths and all(coords is not None for coords in cached):
             self._fit(paths, np.concatenate(cached), state["version"])
