@@ -836,8 +836,9 @@ WORK = Path(tempfile.mkdtemp(prefix="workbench-offline-"))
 TIME_LIMIT = scaled(600, SCALE, minimum=100)  # physics steps per episode (a full one: 1000)
 pretrained = pretrained_run()
 behaviours = [Behaviour.parse("random"), Behaviour.parse(f"{pretrained}:0.5"), Behaviour.parse(str(pretrained))]
+repeat = Run(pretrained).config()["env"]["action_repeat"]  # collect as the agent was trained
 dataset_path = build_dataset("SafetyPointGoal1-v0", WORK / "data", scaled(2, SCALE), behaviours,
-                             time_limit=TIME_LIMIT, progress=False)
+                             time_limit=TIME_LIMIT, action_repeat=repeat, progress=False)
 dataset = load_dataset(dataset_path)
 for record in dataset.records:
     print(f"{record['policy'][:40]:42s} noise {record['noise']:.1f}  return {record['return']:6.2f}  cost {record['cost']:5.0f}")
@@ -920,6 +921,8 @@ NOTEBOOKS = {
 
 
 def notebook(cells: list) -> nbformat.NotebookNode:
+    for index, cell in enumerate(cells):  # stable ids: rebuilding changes only what changed
+        cell["id"] = f"cell-{index:02d}"
     built = new_notebook(cells=cells)
     built.metadata["kernelspec"] = {
         "name": "python3",
