@@ -258,3 +258,24 @@ def test_learns_moving_square_images_and_hazard_cost(one_thread: None) -> None:
         predicted = model.cost(post.features())
     auroc = roc_auc_score(test["cost"].flatten().numpy(), predicted.flatten().numpy())
     assert auroc > 0.8, auroc
+
+
+def test_cost_head_learns_unsafe_steps_weighted_and_predicts_calibrated_costs() -> None:
+    """Trained on 10% unsafe steps (cost 2) weighted 10x, the head's own distribution puts about
+    half its mass on the unsafe cost; `cost` undoes the weight and predicts what an unweighted
+    head would: symexp(0.1 symlog 2) = 0.116 (`TwoHot.mean` is symexp of the expected bin)."""
+    model = make_model(unsafe_cost_weight=10.0)
+    features = torch.randn(1, model.feature_dim).expand(512, -1)  # one ambiguous state
+    optimizer = torch.optim.Adam(model.cost_head.parameters(), lr=3e-3)
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(400):
+        cost = 2.0 * (torch.rand(512, generator=generator) < 0.1).float()
+        optimizer.zero_grad()
+        model.cost_loss(features, cost).mean().backward()
+        optimizer.step()
+    with torch.no_grad():
+        weighted = TwoHot(model.cost_head(features[:1])).mean().item()
+        calibrated = model.cost(features[:1]).item()
+    assert weighted > 0.8, "the weighting makes the head take unsafe steps seriously"
+    unweighted = symexp(0.1 * symlog(torch.tensor(2.0))).item()
+    assert calibrated == pytest.approx(unweighted, abs=0.02)
