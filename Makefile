@@ -9,8 +9,10 @@ setup:  ## create .venv with every dependency (idempotent)
 
 demo: setup  ## a short real training run on SafetyPointGoal1 pixels, then its evaluation
 	$(BIN)/workbench train --preset cpu --task SafetyPointGoal1-v0 --run-dir $(DEMO_DIR)
-	$(BIN)/workbench eval $(DEMO_DIR)
-	@echo "Open the dashboard on it with:  $(BIN)/workbench dashboard $(dir $(DEMO_DIR))"
+	$(BIN)/workbench eval $(DEMO_DIR) --episodes 5
+	@echo "For comparison, the shipped agent (checkpoints/pointgoal1-barrier) on held-out episodes:"
+	$(BIN)/workbench eval checkpoints/pointgoal1-barrier --episodes 5
+	@echo "Open the dashboard on both with:  $(BIN)/workbench dashboard $(dir $(DEMO_DIR))  (and: $(BIN)/workbench dashboard checkpoints)"
 
 test: setup  ## lint, then every test (real environments, notebooks and a real browser included)
 	bash scripts/setup-browser.sh
