@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
+from workbench.runs import DivergenceError, Run
+
 if TYPE_CHECKING:
     import torch
     from torch import Tensor
@@ -302,6 +304,34 @@ class Evaluator(Hook):
     def on_train_end(self, event: TrainEnd) -> None:
         if event.status == "finished" and self.last_step != event.step:  # not twice at one step
             self.engine.evaluate()
+
+
+class DivergenceGuard(Hook):
+    """Stops training at the first non-finite loss, naming it and the step: the run keeps its
+    last good checkpoint (none is saved after a crash) instead of training on NaNs."""
+
+    def on_train_start(self, event: TrainStart) -> None:
+        self.engine = event.engine
+
+    def on_world_model_update(self, event: WorldModelUpdate) -> None:
+        self._check(event.metrics, event.step, event.update)
+
+    def on_agent_update(self, event: AgentUpdate) -> None:
+        self._check(event.metrics, event.step, event.update)
+
+    def _check(self, metrics: dict[str, float], step: int, update: int) -> None:
+        for key, value in metrics.items():
+            if "loss" in key and value is not None and not np.isfinite(float(value)):
+                raise DivergenceError(
+                    f"{key} became {float(value)} at step {step} (update {update}): training "
+                    f"stopped; {_last_checkpoint(self.engine)}. Try a lower learning rate "
+                    "(--set model.lr=...) or another --seed, in a new --run-dir"
+                )
+
+
+def _last_checkpoint(engine: Trainer) -> str:
+    found = Run(engine.writer.path).checkpoints()
+    return f"its last checkpoint is {found[-1].path}" if found else "no checkpoint was saved yet"
 
 
 class StopFile(Hook):

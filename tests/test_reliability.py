@@ -1,0 +1,126 @@
+"""Reliability: nothing a command was not asked to write is ever overwritten, a failed start
+leaves nothing behind, a killed writer's temporary files are cleaned, a diverging run stops at
+its last good checkpoint, a full disk loses nothing, and readers never block the writer."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from workbench import checkpoint
+from workbench.cli import main
+from workbench.config import resolve
+from workbench.engine import Engine
+from workbench.runs import RUN_FILE, Run
+
+
+def tiny(**overrides):
+    """The `tiny` preset on CPU (120 env steps, checkpoints at 60 and 120)."""
+    return resolve("tiny", {"train.device": "cpu", **overrides})
+
+
+@pytest.fixture
+def finished_run(fake_envs, tmp_path) -> Path:
+    """A finished tiny run on the fake task: 2 episodes, checkpoints at steps 60 and 120."""
+    run_dir = tmp_path / "run"
+    Engine(tiny(), run_dir, progress=False).train()
+    return run_dir
+
+
+def hashes(folder: Path) -> dict[str, str]:
+    """Every file under `folder` (relative path -> sha256)."""
+    return {
+        str(path.relative_to(folder)): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(folder.rglob("*"))
+        if path.is_file()
+    }
+
+
+# --- 1. nothing overwritten ---------------------------------------------------------------
+
+
+def test_dataset_build_refuses_a_run_directory_and_a_non_empty_folder(
+    finished_run, tmp_path, capsys
+):
+    other = tmp_path / "notes"
+    other.mkdir()
+    (other / "keep.txt").write_text("mine")
+    for target in (finished_run, other):
+        before = hashes(target)
+        code = main(
+            ["dataset", "build", "--out", str(target), "--episodes", "1"] + ["--policy", "random"]
+        )
+        assert code == 2 and hashes(target) == before
+        assert f"--out {target}" in capsys.readouterr().err
+
+
+def test_resume_without_a_readable_checkpoint_refuses_and_changes_nothing(finished_run, capsys):
+    for found in Run(finished_run).checkpoints():
+        found.path.write_bytes(b"damaged")
+    before = hashes(finished_run)
+    assert main(["train", "--resume", str(finished_run), "--steps", "200", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "none of the 2 checkpoints" in err and "--run-dir" in err
+    assert hashes(finished_run) == before, "episodes, metrics and run.json are untouched"
+    assert Run(finished_run).status == "finished"
+
+
+def test_a_run_with_no_checkpoint_yet_is_not_restarted_from_zero(finished_run):
+    shutil.rmtree(finished_run / "checkpoints")
+    with pytest.raises(checkpoint.CheckpointError, match="no checkpoint yet"):
+        Engine.resume(finished_run, steps=200, progress=False)
+    assert len(Run(finished_run).episodes()) == 2
+
+
+def test_damaged_checkpoints_neither_count_toward_keep_nor_cost_good_ones(finished_run):
+    # Two good checkpoints (60, 120), then two damaged newer ones (a disk error, say).
+    for step in (130, 140):
+        checkpoint.checkpoint_path(finished_run, step).write_bytes(b"truncated")
+    with pytest.warns(UserWarning, match="damaged"):
+        engine = Engine.resume(finished_run, steps=240, progress=False)
+    assert engine.step == 120
+    engine.train()  # saves 180 and 240 with keep_checkpoints=3
+    numbers = [c.number for c in Run(finished_run).checkpoints()]
+    assert numbers == [120, 130, 140, 180, 240], "the 3 newest readable kept, damaged untouched"
+
+
+def test_a_failed_resume_leaves_a_finished_runs_status_alone(finished_run, capsys):
+    bad_episode = finished_run / "episodes" / "ep_000001.npz"
+    bad_episode.write_bytes(bad_episode.read_bytes()[:100])  # truncated
+    before = hashes(finished_run)
+    assert main(["train", "--resume", str(finished_run), "--steps", "200", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "ep_000001.npz" in err and err.count("\n") == 1
+    assert hashes(finished_run) == before
+    assert json.loads((finished_run / RUN_FILE).read_text())["status"] == "finished"
+
+
+def test_a_failed_start_leaves_nothing_that_blocks_running_it_again(fake_envs, tmp_path, capsys):
+    import workbench.engine
+
+    run_dir = tmp_path / "new" / "run"
+    command = ["train", "--preset", "tiny", "--device", "cpu", "--run-dir", str(run_dir)]
+
+    def broken(*args, **kwargs):
+        raise workbench.envs.RenderingError("MuJoCo cannot render here (MUJOCO_GL=bogus)")
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(workbench.engine, "make_vector_env", broken)
+        assert main(command + ["--no-progress"]) == 2
+    assert "MUJOCO_GL=bogus" in capsys.readouterr().err
+    assert not (tmp_path / "new").exists(), "the folders the start created are gone again"
+    assert main(command + ["--no-progress"]) == 0, "the same command now runs"
+
+
+def test_a_new_episode_never_overwrites_a_saved_one_after_a_gap(finished_run):
+    (finished_run / "episodes" / "ep_000000.npz").unlink()  # moved out by the user
+    engine = Engine.resume(finished_run, steps=240, progress=False)
+    assert engine.replay.num_episodes == 2
+    kept = hashes(finished_run / "episodes")
+    engine.train()
+    after = hashes(finished_run / "episodes")
+    assert all(after[name] == digest for name, digest in kept.items())
