@@ -164,7 +164,7 @@ def load_latest(run_dir: Path, device: str | torch.device = "cpu") -> dict[str, 
         return payload
     raise CheckpointError(
         f"none of the {len(found)} checkpoints in {run_dir} could be read "
-        f"({', '.join(reversed(damaged))}; the newest: {reason})"
+        f"({', '.join(reversed(damaged))}; for example {reason})"
     )
 
 
