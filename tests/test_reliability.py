@@ -124,3 +124,91 @@ def test_a_new_episode_never_overwrites_a_saved_one_after_a_gap(finished_run):
     engine.train()
     after = hashes(finished_run / "episodes")
     assert all(after[name] == digest for name, digest in kept.items())
+
+
+# --- 3. leftovers -------------------------------------------------------------------------
+
+
+def test_a_killed_writers_temporary_files_are_never_listed_and_removed_on_resume(finished_run):
+    leftovers = [
+        finished_run / "checkpoints" / ".ckpt_000000180.pt.tmp99999",
+        finished_run / "snapshots" / ".snap_00000009.npz.tmp99999",
+        finished_run / "episodes" / ".ep_000002.npz.tmp99999",
+        finished_run / ".run.json.tmp99999",
+    ]
+    for path in leftovers:
+        path.write_bytes(b"half written")
+    run = Run(finished_run)
+    listed = run.checkpoints() + run.snapshots() + run.episodes() + run.evaluations()
+    assert not {a.path for a in listed} & set(leftovers), "readers never see them"
+    assert Run(finished_run).status == "finished"
+    Engine.resume(finished_run, steps=200, progress=False).close("stopped")
+    assert not any(path.exists() for path in leftovers)
+
+
+# --- 4. NaN and divergence ----------------------------------------------------------------
+
+
+@pytest.fixture
+def nan_loss_at_update(monkeypatch):
+    """Make the world model report a NaN loss at update 4 (env step 100: after the checkpoint
+    at 60, before the one at 120)."""
+    from workbench.world_model import WorldModel
+
+    original = WorldModel.train_step
+    calls = []
+
+    def train_step(self, batch):
+        metrics, posterior = original(self, batch)
+        calls.append(1)
+        if len(calls) == 4:
+            metrics["wm/loss"] = float("nan")
+        return metrics, posterior
+
+    monkeypatch.setattr(WorldModel, "train_step", train_step)
+
+
+def test_a_non_finite_loss_stops_the_run_at_its_last_good_checkpoint(
+    fake_envs, nan_loss_at_update, tmp_path, capsys
+):
+    run_dir = tmp_path / "run"
+    command = ["train", "--preset", "tiny", "--device", "cpu", "--no-progress"]
+    assert main(command + ["--run-dir", str(run_dir)]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "wm/loss became nan at step 100" in err
+    assert "ckpt_000000060.pt" in err, "names the last good checkpoint"
+    run = Run(run_dir)
+    assert [c.number for c in run.checkpoints()] == [60], "nothing saved after the NaN"
+    assert run.status == "crashed"
+    assert checkpoint.load_latest(run_dir)["step"] == 60
+
+
+def test_a_non_finite_parameter_is_never_checkpointed(fake_envs, tmp_path):
+    from workbench.hooks import Hook
+    from workbench.runs import DivergenceError
+
+    class Poison(Hook):
+        """Spoils a weight in the middle of update 5 (step 110), as a bad update would."""
+
+        def on_train_start(self, event):
+            self.engine = event.engine
+
+        def on_imagination_event(self, event):
+            if event.update == 5:
+                next(self.engine.agent.parameters()).data.fill_(float("inf"))
+
+    engine = Engine(tiny(), tmp_path / "run", [Poison()], progress=False)
+    with pytest.raises(DivergenceError, match="parameter agent.* not finite at step 110"):
+        engine.train()
+    assert [c.number for c in Run(tmp_path / "run").checkpoints()] == [60]
+
+
+def test_a_checkpoint_with_non_finite_weights_is_never_written(tmp_path):
+    import torch
+
+    from workbench.runs import DivergenceError
+
+    state = {"world_model": {"w": torch.tensor([1.0, float("nan")])}, "agent": {}}
+    with pytest.raises(DivergenceError, match="world_model.w is not finite at step 7"):
+        checkpoint.save(tmp_path, 7, state, keep=3)
+    assert not Run(tmp_path).checkpoints()
