@@ -212,3 +212,88 @@ def test_a_checkpoint_with_non_finite_weights_is_never_written(tmp_path):
     with pytest.raises(DivergenceError, match="world_model.w is not finite at step 7"):
         checkpoint.save(tmp_path, 7, state, keep=3)
     assert not Run(tmp_path).checkpoints()
+
+
+# --- 6. disk full -------------------------------------------------------------------------
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 6 MB tmpfs (root only; skipped where mounting is not allowed)."""
+    import subprocess
+
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    command = ["mount", "-t", "tmpfs", "-o", "size=6m", "tmpfs", str(mount)]
+    if subprocess.run(command, capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+    yield mount
+    subprocess.run(["umount", str(mount)], check=True)
+
+
+class Ballast:
+    """A hook that fills the disk, leaving `room` bytes, once `when(event)` holds."""
+
+    def __init__(self, disk: Path, event: str, when, room: int = 100_000):
+        self.file, self.room, self.when = disk / "ballast", room, when
+        setattr(self, f"on_{event}", self._fill)
+
+    def _fill(self, event) -> None:
+        if self.when(event) and not self.file.exists():
+            free = shutil.disk_usage(self.file.parent).free
+            self.file.write_bytes(b"\0" * max(free - self.room, 0))
+
+
+@pytest.mark.parametrize(
+    ("target", "event", "when"),
+    [
+        # after the checkpoint at step 60 the next big write is episode 2, at step 100
+        ("episode", "checkpoint", lambda e: e.step == 60),
+        # after episode 2 (step 100) the next big write is the checkpoint at step 120
+        ("checkpoint", "episode_end", lambda e: e.episode == 2),
+    ],
+)
+def test_a_full_disk_loses_nothing_and_says_disk_full(
+    fake_envs, small_disk, target, event, when, monkeypatch, capsys
+):
+    import workbench.cli
+
+    ballast = Ballast(small_disk, event, when)
+    monkeypatch.setattr(workbench.cli, "_sink_hooks", lambda args: [ballast])
+    run_dir = small_disk / "run"
+    command = ["train", "--preset", "tiny", "--device", "cpu", "--no-progress"]
+    command += ["--set", "train.snapshot_every=0", "--run-dir", str(run_dir)]
+    assert main(command) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "disk full" in err and target[:4] in err, err
+    run = Run(run_dir)
+    assert run.status == "crashed"
+    assert [c.number for c in run.checkpoints()] == [60]
+    assert checkpoint.load_latest(run_dir)["step"] == 60, "the previous checkpoint is readable"
+    assert len(run.episodes()) == (1 if target == "episode" else 2)
+    for episode in run.episodes():
+        episode.load()
+    assert not list(run_dir.rglob(".*.tmp*")), "the half-written file is gone"
+    ballast.file.unlink()  # space freed: the run continues
+    monkeypatch.setattr(workbench.cli, "_sink_hooks", lambda args: [])
+    assert main(["train", "--resume", str(run_dir), "--steps", "160", "--no-progress"]) == 0
+    assert Run(run_dir).status == "finished"
+
+
+def test_a_full_disk_mid_write_leaves_the_previous_file_whole(finished_run, monkeypatch):
+    """Without a small disk to fill: a checkpoint write that fails with ENOSPC half-way."""
+    import errno
+
+    from workbench.runs import DiskFullError
+
+    def fail_half_way(payload, tmp):
+        tmp.write_bytes(b"half a checkpoint")
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp))
+
+    monkeypatch.setattr(checkpoint, "_write", fail_half_way)
+    engine = Engine.resume(finished_run, steps=240, progress=False)
+    with pytest.raises(DiskFullError, match="disk full while writing .*ckpt_000000180.pt"):
+        engine.train()
+    assert [c.number for c in Run(finished_run).checkpoints()] == [60, 120]
+    assert checkpoint.load_latest(finished_run)["step"] == 120
+    assert not list(finished_run.rglob(".*.tmp*"))

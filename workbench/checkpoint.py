@@ -12,6 +12,7 @@ and the config as JSON; `load_agent` reads a run directory, a checkpoint file or
 
 from __future__ import annotations
 
+import io
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,10 +69,12 @@ def save(run_dir: Path, step: int, state: dict[str, Any], keep: int) -> Path:
 
 
 def _write(payload: dict[str, Any], tmp: Path) -> None:
-    with open(
-        tmp, "wb"
-    ) as f:  # a file object: a full disk raises OSError(ENOSPC), not RuntimeError
-        torch.save(payload, f)
+    """Serialise in memory, then write the bytes: a full disk then fails one plain write with
+    OSError(ENOSPC) (torch.save into a file hides it behind a RuntimeError)."""
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    with open(tmp, "wb") as f:
+        f.write(buffer.getbuffer())
 
 
 def check_finite(state: dict[str, Any], step: int) -> None:

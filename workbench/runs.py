@@ -275,6 +275,8 @@ class RunWriter:
             self._open(config)
         except OSError as error:
             self.abandon()
+            if error.errno == errno.ENOSPC:
+                raise DiskFullError(self.path) from error
             raise RunError(
                 f"--run-dir {self.path}: cannot write there ({error.strerror or error}); "
                 "choose a folder you can write to"
