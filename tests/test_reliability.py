@@ -6,7 +6,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
+import subprocess
+import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -220,8 +225,6 @@ def test_a_checkpoint_with_non_finite_weights_is_never_written(tmp_path):
 @pytest.fixture
 def small_disk(tmp_path):
     """A 6 MB tmpfs (root only; skipped where mounting is not allowed)."""
-    import subprocess
-
     mount = tmp_path / "disk"
     mount.mkdir()
     command = ["mount", "-t", "tmpfs", "-o", "size=6m", "tmpfs", str(mount)]
@@ -297,3 +300,74 @@ def test_a_full_disk_mid_write_leaves_the_previous_file_whole(finished_run, monk
     assert [c.number for c in Run(finished_run).checkpoints()] == [60, 120]
     assert checkpoint.load_latest(finished_run)["step"] == 120
     assert not list(finished_run.rglob(".*.tmp*"))
+
+
+# --- 7. concurrent readers ----------------------------------------------------------------
+
+
+def read_consistently(run_dir: Path, done, problems: list[str]) -> int:
+    """Follow a run being written, as a dashboard does, until `done` is set; record anything
+    inconsistent in `problems`; return how many times it looked."""
+    from workbench.runs import load_snapshot
+
+    run, looks = Run(run_dir), 0
+    while not done.is_set():
+        looks += 1
+        try:
+            logged = [r["episode"] for r in run.metrics("episode")]
+            saved = run.episodes()  # saved before their metrics line is written
+            if logged != sorted(logged) or len(saved) < len(logged):
+                problems.append(f"episodes: {len(saved)} saved, logged {logged}")
+            for episode in saved:
+                episode.load()
+            for snapshot in run.snapshots():
+                load_snapshot(snapshot)
+            for found in run.checkpoints():
+                _load_unless_pruned(found.path)
+            assert run.status in ("running", "finished")
+        except Exception as error:  # anything a reader trips over is a problem
+            problems.append(f"{type(error).__name__}: {error}")
+    return looks
+
+
+def _load_unless_pruned(path: Path) -> None:
+    try:
+        checkpoint.load(path)
+    except checkpoint.CheckpointError:
+        if path.exists():  # pruned (keep_checkpoints) between listing and reading: fine
+            raise
+
+
+def test_readers_and_an_eval_see_consistent_data_and_never_block_the_writer(fake_envs, tmp_path):
+    from workbench.evaluation import evaluate_run
+
+    repo = Path(__file__).resolve().parents[1]
+    run_dir = tmp_path / "run"
+    writer = subprocess.Popen(
+        [sys.executable, "-m", "tests.kill_target", "train", "--preset", "tiny", "--device"]
+        + ["cpu", "--steps", "300", "--set", "train.checkpoint_every=30", "--no-progress"]
+        + ["--run-dir", str(run_dir)],
+        cwd=repo,
+        env={**os.environ, "PYTHONPATH": str(repo), "OMP_NUM_THREADS": "1"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    while not Run(run_dir).checkpoints() if run_dir.is_dir() else True:
+        assert writer.poll() is None, writer.stderr.read().decode()
+        time.sleep(0.05)
+    done, problems, looks = threading.Event(), [], []
+    readers = [
+        threading.Thread(target=lambda: looks.append(read_consistently(run_dir, done, problems)))
+        for _ in range(2)
+    ]
+    for reader in readers:
+        reader.start()
+    report = evaluate_run(run_dir, episodes=1)  # meanwhile, `workbench eval` on it
+    writer_code = writer.wait(timeout=120)
+    done.set()
+    for reader in readers:
+        reader.join()
+    assert writer_code == 0, writer.stderr.read().decode()
+    assert not problems, problems[:5]
+    assert min(looks) >= 2 and report["checkpoint_step"] >= 30
+    assert Run(run_dir).status == "finished" and not (run_dir / ".lock").exists()

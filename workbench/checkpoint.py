@@ -12,6 +12,7 @@ and the config as JSON; `load_agent` reads a run directory, a checkpoint file or
 
 from __future__ import annotations
 
+import contextlib
 import io
 import warnings
 from dataclasses import dataclass
@@ -142,7 +143,8 @@ def load(path: Path, device: str | torch.device = "cpu") -> dict[str, Any]:
         raise CheckpointError(f"{path} is not a workbench checkpoint")
     if payload.get("version", 0) > VERSION:
         raise CheckpointError(f"{path} has version {payload['version']}; update the workbench")
-    _known_readable.add(_identity(path))
+    with contextlib.suppress(FileNotFoundError):  # pruned by its writer since: still read whole
+        _known_readable.add(_identity(path))
     return payload
 
 
