@@ -12,6 +12,8 @@ and the config as JSON; `load_agent` reads a run directory, a checkpoint file or
 
 from __future__ import annotations
 
+import contextlib
+import io
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +22,16 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from workbench.config import Config
-from workbench.runs import CONFIG_FILE, Run, RunError, checkpoint_path, read_json, write_atomic
+from workbench.device import resolve_device
+from workbench.runs import (
+    CONFIG_FILE,
+    DivergenceError,
+    Run,
+    RunError,
+    checkpoint_path,
+    read_json,
+    write_atomic,
+)
 
 if TYPE_CHECKING:
     from workbench.agents.base import AgentLike
@@ -39,19 +50,89 @@ class CheckpointError(RunError):
     """No usable checkpoint; the message says where it looked and what to do."""
 
 
+RESUME_KEYS = ("counters", "optimizers", "rng")
+"""What a checkpoint needs beyond the weights to be resumed (an inspection copy lacks them)."""
+
+
 def save(run_dir: Path, step: int, state: dict[str, Any], keep: int) -> Path:
-    """Write `state` as checkpoints/ckpt_<step>.pt and remove all but the newest `keep`."""
+    """Write `state` as checkpoints/ckpt_<step>.pt and remove all but the newest `keep` readable
+    ones (a damaged file neither counts nor is removed). Non-finite weights are never saved."""
+    check_finite(state, step)
     path = checkpoint_path(run_dir, step)
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {"format": FORMAT, "version": VERSION, "step": step, **state}
-    write_atomic(path, lambda tmp: torch.save(payload, tmp))
-    for old in Run(run_dir).checkpoints()[:-keep]:
+    write_atomic(path, lambda tmp: _write(payload, tmp))
+    _known_readable.add(_identity(path))
+    readable = [c for c in Run(run_dir).checkpoints() if _is_readable(c.path)]
+    for old in readable[:-keep]:
         old.path.unlink(missing_ok=True)
     return path
 
 
+def _write(payload: dict[str, Any], tmp: Path) -> None:
+    """Serialise in memory, then write the bytes: a full disk then fails one plain write with
+    OSError(ENOSPC) (torch.save into a file hides it behind a RuntimeError)."""
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    with open(tmp, "wb") as f:
+        f.write(buffer.getbuffer())
+
+
+def check_finite(state: dict[str, Any], step: int) -> None:
+    """Raise DivergenceError naming the first non-finite weight of the models in `state`."""
+    for part in PARTS:
+        for name, tensor in state.get(part, {}).items():
+            if not isinstance(tensor, torch.Tensor) or not tensor.is_floating_point():
+                continue
+            if not torch.isfinite(tensor).all():
+                raise DivergenceError(
+                    f"parameter {part}.{name} is not finite at step {step}: the checkpoint was "
+                    "not saved and training stopped; the run keeps its last good checkpoint. Try "
+                    "a lower learning rate (--set model.lr=...) or another --seed, in a new --run-dir"
+                )
+
+
+_known_readable: set[tuple[str, int, int]] = set()
+"""Checkpoint files (path, size, mtime) this process wrote or loaded, so pruning reads each
+foreign file at most once."""
+
+
+def _identity(path: Path) -> tuple[str, int, int]:
+    stat = path.stat()
+    return (str(path), stat.st_size, stat.st_mtime_ns)
+
+
+def _is_readable(path: Path) -> bool:
+    try:
+        identity = _identity(path)
+    except FileNotFoundError:
+        return False
+    if identity not in _known_readable:
+        try:
+            load(path)
+        except CheckpointError:
+            return False
+        _known_readable.add(identity)
+    return True
+
+
+def check_resumable(payload: dict[str, Any]) -> None:
+    """Raise CheckpointError if a checkpoint lacks what resuming needs (see `RESUME_KEYS`)."""
+    missing = [key for key in RESUME_KEYS if key not in payload]
+    if missing:
+        raise CheckpointError(
+            f"its checkpoint (step {payload.get('step')}) was reduced for inspection and holds "
+            f"no {', '.join(missing)}, so it cannot be continued. Evaluate or inspect it "
+            "(workbench eval, workbench.checkpoint.load_agent), or train a new run with its "
+            "config (see checkpoints/README.md for the command that made it)"
+        )
+
+
 def load(path: Path, device: str | torch.device = "cpu") -> dict[str, Any]:
     """Read one checkpoint file safely; raise CheckpointError if it is not a valid one."""
+    device = resolve_device(
+        str(device)
+    )  # an unavailable device is the caller's error, not the file's
     try:
         payload = torch.load(path, map_location=device, weights_only=True)
     except FileNotFoundError:
@@ -62,6 +143,8 @@ def load(path: Path, device: str | torch.device = "cpu") -> dict[str, Any]:
         raise CheckpointError(f"{path} is not a workbench checkpoint")
     if payload.get("version", 0) > VERSION:
         raise CheckpointError(f"{path} has version {payload['version']}; update the workbench")
+    with contextlib.suppress(FileNotFoundError):  # pruned by its writer since: still read whole
+        _known_readable.add(_identity(path))
     return payload
 
 
@@ -73,12 +156,21 @@ def load_latest(run_dir: Path, device: str | torch.device = "cpu") -> dict[str, 
             f"{run_dir} has no checkpoint yet (checkpoints are saved every "
             "train.checkpoint_every env steps and at the end of training)"
         )
+    damaged = []
     for artifact in reversed(found):
         try:
-            return load(artifact.path, device)
+            payload = load(artifact.path, device)
         except CheckpointError as error:
-            warnings.warn(f"skipping damaged checkpoint: {error}", stacklevel=2)
-    raise CheckpointError(f"none of the {len(found)} checkpoints in {run_dir} could be read")
+            damaged.append(artifact.path.name)
+            reason = error
+            continue
+        for name in damaged:
+            warnings.warn(f"skipping damaged checkpoint {name}", stacklevel=2)
+        return payload
+    raise CheckpointError(
+        f"none of the {len(found)} checkpoints in {run_dir} could be read "
+        f"({', '.join(reversed(damaged))}; for example {reason})"
+    )
 
 
 def is_export(path: str | Path) -> bool:

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import json
+import os
 import sys
 import time
 from pathlib import Path
+from typing import NoReturn
 
 from workbench.config import (
     ALGOS,
@@ -17,9 +20,43 @@ from workbench.config import (
 )
 from workbench.runs import Run, RunError
 
+DEBUG_VARIABLE = "WORKBENCH_DEBUG"
+"""Set to 1 (or pass --debug anywhere on the command line) for full tracebacks."""
+
+
+class Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line on stderr (exit code 2), like every other
+    mistake a user can make."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"error: {self.prog}: {message} (see {self.prog} --help)\n")
+
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="workbench", description=__doc__)
+    """Run one `workbench` command. Every error a user can cause (and a full disk, and a run that
+    diverged) is reported here, and only here, as one line on stderr."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv or os.environ.get(DEBUG_VARIABLE) == "1"
+    argv = [arg for arg in argv if arg != "--debug"]
+    args = _parser().parse_args(argv)
+    try:
+        return args.run(args) or 0
+    except KeyboardInterrupt:
+        print("stopped", file=sys.stderr)
+        return 130
+    except Exception as error:
+        code = _exit_code(error)
+        if debug or code is None:
+            raise
+        print(f"error: {_one_line(error)}", file=sys.stderr)
+        return code
+
+
+def _parser() -> Parser:
+    parser = Parser(prog="workbench", description=__doc__)
+    parser.add_argument(
+        "--debug", action="store_true", help=f"full tracebacks (or set {DEBUG_VARIABLE}=1)"
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     from workbench.bench import add_commands as _add_bench  # cheap: no torch, no umap
     from workbench.compare import add_command as _add_compare  # cheap: no torch, no plotly
@@ -38,19 +75,62 @@ def main(argv: list[str] | None = None) -> int:
         _add_export,
     ):
         add(commands)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def _exit_code(error: Exception) -> int | None:
+    """2 for what the user can fix (a flag, a key, a file, the machine's setup), 1 for a run
+    that diverged or a full disk, None for a bug (its traceback is shown)."""
+    from workbench.envs import RenderingError
+
+    if isinstance(error, OSError) and error.errno == errno.ENOSPC:
+        return 1
+    if isinstance(error, (ConfigError, RunError, ValueError, ImportError, RenderingError, OSError)):
+        return getattr(error, "exit_code", 2)
+    return None
+
+
+def _one_line(error: Exception) -> str:
+    """The error's message on one line; an OSError names its file and says what went wrong."""
+    if isinstance(error, OSError) and error.errno == errno.ENOSPC:
+        return f"disk full while writing {error.filename or 'the run'}; free some space"
+    if isinstance(error, OSError) and error.filename:
+        return f"{error.filename}: {error.strerror or error}"
+    text = " ".join(str(error).split())
+    return text or type(error).__name__
+
+
+def non_negative(text: str) -> int:
+    """An argparse type: an integer >= 0."""
+    value = _integer(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text}")
+    return value
+
+
+def positive(text: str) -> int:
+    """An argparse type: an integer > 0."""
+    value = _integer(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected an integer > 0, got {text}")
+    return value
+
+
+def _integer(text: str) -> int:
     try:
-        return args.run(args) or 0
-    except (ConfigError, RunError, ValueError, ImportError) as error:
-        # Errors the user can fix: one clear line, no traceback.
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("stopped", file=sys.stderr)
-        return 130
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
 
 
 # --- train -----------------------------------------------------------------------------------
+
+
+TRAIN_DEFAULTS = {"algo": "dreamer", "preset": "cpu", "seed": 0, "device": "auto"}
+"""`workbench train`'s defaults for a new run (None on the parser, so a resume can tell which
+flags were given)."""
+RESUME_FIXED = ("task", "algo", "preset", "seed", "set", "dataset")
+"""Flags a resume cannot apply: the run's saved config decides them."""
 
 
 def _add_train(commands) -> None:
@@ -58,11 +138,11 @@ def _add_train(commands) -> None:
     p.add_argument(
         "--task", default=None, help="Safety-Gymnasium task id (default SafetyPointGoal1-v0)"
     )
-    p.add_argument("--algo", default="dreamer", choices=ALGOS)
-    p.add_argument("--preset", default="cpu", choices=list(PRESETS))
-    p.add_argument("--steps", type=int, help="env steps to train for (after action repeat)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--algo", choices=ALGOS, help="the agent (default dreamer)")
+    p.add_argument("--preset", choices=list(PRESETS), help="sizes and schedules (default cpu)")
+    p.add_argument("--steps", type=positive, help="env steps to train for (after action repeat)")
+    p.add_argument("--seed", type=non_negative, help="seed (default 0)")
+    p.add_argument("--device", help="auto (default), cpu, cuda or cuda:N")
     p.add_argument(
         "--run-dir",
         type=Path,
@@ -72,7 +152,8 @@ def _add_train(commands) -> None:
         "--resume",
         type=Path,
         metavar="RUN_DIR",
-        help="continue this run from its newest checkpoint",
+        help="continue this run from its newest checkpoint (with --steps to extend it, "
+        "--device to move it)",
     )
     p.add_argument(
         "--dataset",
@@ -82,7 +163,7 @@ def _add_train(commands) -> None:
     p.add_argument(
         "--set",
         action="append",
-        default=[],
+        default=None,
         metavar="KEY=VALUE",
         help="override any config key, e.g. --set agent.cost_limit=10",
     )
@@ -96,30 +177,10 @@ def _add_train(commands) -> None:
 
 
 def _train(args) -> int:
-    from workbench.engine import Engine, stop_on_sigterm
-    from workbench.offline import OfflineEngine
+    from workbench.engine import stop_on_sigterm
 
     stop_on_sigterm()  # a stop during start-up is clean too
-    hooks = _sink_hooks(args)
-
-    if args.resume:
-        if Run(args.resume).config().get("algo") in OFFLINE_ALGOS:
-            raise RunError(f"{args.resume} is an offline run: train it again, into a new --run-dir")
-        engine = Engine.resume(args.resume, hooks, steps=args.steps, progress=not args.no_progress)
-    else:
-        task, sets = args.task, list(args.set)
-        if args.dataset:
-            task = _dataset_task(args)
-            sets.append(f"offline.dataset={args.dataset}")
-        request = TrainRequest(
-            args.preset, args.algo, args.seed, task, args.steps, args.device, sets
-        )
-        config = request.config()
-        run_dir = args.run_dir or Path("runs") / (
-            f"{config.env.task}-{config.algo}-s{config.train.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
-        )
-        engine_class = OfflineEngine if config.algo in OFFLINE_ALGOS else Engine
-        engine = engine_class(config, run_dir, hooks, progress=not args.no_progress)
+    engine = _resumed_engine(args) if args.resume else _new_engine(args)
     print(f"run directory: {engine.run_dir}  (device {engine.device})")
     status = engine.train()
     print(f"training {status} at step {engine.step}: {engine.run_dir}")
@@ -127,6 +188,55 @@ def _train(args) -> int:
         f"  look at it:  workbench eval {engine.run_dir}   |   workbench dashboard {engine.run_dir.parent}"
     )
     return 0 if status in ("finished", "stopped") else 1
+
+
+def _resumed_engine(args):
+    """The engine that continues `--resume RUN` (only --steps and --device may change it)."""
+    from workbench.engine import Engine
+
+    given = [f"--{name}" for name in RESUME_FIXED if getattr(args, name) is not None]
+    if args.run_dir is not None:
+        given.append("--run-dir")
+    if given:
+        raise ConfigError(
+            f"--resume continues {args.resume} with its saved config, so {', '.join(given)} "
+            "would be ignored: drop them (only --steps and --device apply to a resume), or "
+            "start a new run without --resume"
+        )
+    if not args.resume.is_dir():
+        raise RunError(f"--resume {args.resume}: no such run directory")
+    if Run(args.resume).config().get("algo") in OFFLINE_ALGOS:
+        raise RunError(f"{args.resume} is an offline run: train it again, into a new --run-dir")
+    return Engine.resume(
+        args.resume,
+        _sink_hooks(args),
+        steps=args.steps,
+        device=args.device,
+        progress=not args.no_progress,
+    )
+
+
+def _new_engine(args):
+    """The engine of a new run from the flags (defaults from TRAIN_DEFAULTS)."""
+    from workbench.device import resolve_device
+    from workbench.engine import Engine
+    from workbench.offline import OfflineEngine
+
+    for name, default in TRAIN_DEFAULTS.items():
+        if getattr(args, name) is None:
+            setattr(args, name, default)
+    task, sets = args.task, list(args.set or [])
+    if args.dataset:
+        task = _dataset_task(args)
+        sets.append(f"offline.dataset={args.dataset}")
+    request = TrainRequest(args.preset, args.algo, args.seed, task, args.steps, args.device, sets)
+    config = request.config()
+    resolve_device(config.train.device)  # an unavailable device: say so before writing anything
+    run_dir = args.run_dir or Path("runs") / (
+        f"{config.env.task}-{config.algo}-s{config.train.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
+    )
+    engine_class = OfflineEngine if config.algo in OFFLINE_ALGOS else Engine
+    return engine_class(config, run_dir, _sink_hooks(args), progress=not args.no_progress)
 
 
 def _sink_hooks(args) -> list:
@@ -156,7 +266,7 @@ def _dataset_task(args) -> str:
 def _add_eval(commands) -> None:
     p = commands.add_parser("eval", help="evaluate a run's newest checkpoint on held-out episodes")
     p.add_argument("run_dir", type=Path)
-    p.add_argument("--episodes", type=int, default=3)
+    p.add_argument("--episodes", type=positive, default=3)
     p.add_argument("--device", default="cpu")
     p.add_argument(
         "--deterministic",

@@ -59,6 +59,8 @@ from workbench.runs import (
     TABLE_MD,
     Run,
     RunError,
+    check_target,
+    make_folder,
     plot_file,
     read_json,
     training_log,
@@ -112,8 +114,9 @@ def _compare(args) -> int:
         )
     if args.parallel < 1:
         raise ValueError(f"--parallel must be at least 1, got {args.parallel}")
+    check_target(args.out, "--out", own=COMPARISON_FILE)  # new, empty, or this comparison
     request, configs = Request.resolve(args)
-    args.out.mkdir(parents=True, exist_ok=True)
+    make_folder(args.out, "--out")
     write_json(args.out / COMPARISON_FILE, {"schema": SCHEMA, **dataclasses.asdict(request)})
     interrupted = False
     try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -402,7 +403,7 @@ class TrainRequest:
         overrides.update({"algo": self.algo, "train.seed": self.seed, "train.device": self.device})
         if self.task:
             overrides["env.task"] = self.task
-        if self.steps:
+        if self.steps is not None:
             overrides["train.steps"] = self.steps
         return resolve(self.preset, overrides)
 
@@ -480,9 +481,26 @@ def validate(config: Config) -> None:
     if not 0 < config.cerl.backtrack < 1 or config.cerl.eta <= 0:
         raise ConfigError("cerl.backtrack must be in (0, 1) and cerl.eta positive")
     _validate_offline(config)
+    _validate_sequences(config)
     device = config.train.device
     if not (device in ("auto", "cpu", "cuda") or device.startswith("cuda:")):
         raise ConfigError(f"train.device={device!r}: use auto, cpu, cuda or cuda:N")
+
+
+def _validate_sequences(config: Config) -> None:
+    """Training starts after the prefill: each env's stream must then hold one whole sequence."""
+    train, env = config.train, config.env
+    if config.algo in OFFLINE_ALGOS:
+        return
+    per_env = (train.prefill + train.train_every) // env.num_envs + 1
+    if train.batch_length > per_env:
+        episode = env.time_limit // env.action_repeat
+        raise ConfigError(
+            f"train.batch_length={train.batch_length} is longer than the {per_env} steps each env "
+            f"holds when training starts (train.prefill={train.prefill}, env.num_envs="
+            f"{env.num_envs}; an episode is {episode} steps): lower train.batch_length or raise "
+            "train.prefill"
+        )
 
 
 def _validate_offline(config: Config) -> None:
@@ -549,9 +567,12 @@ def _convert(key: str, value: Any, kind: type) -> Any:
                 if value.lower() not in ("true", "false", "1", "0"):
                     raise ValueError(value)
                 return value.lower() in ("true", "1")
-            return kind(float(value)) if kind is int and "e" in value.lower() else kind(value)
-        except ValueError:
+            converted = kind(float(value)) if kind is int and "e" in value.lower() else kind(value)
+        except (ValueError, OverflowError):
             raise ConfigError(f"{key}={value!r} is not a valid {kind.__name__}") from None
+        value = converted
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{key}={value!r}: give a finite number")
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):

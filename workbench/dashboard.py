@@ -16,9 +16,10 @@ from pathlib import Path
 
 from workbench import runs
 from workbench.config import TrainRequest
-from workbench.runs import CONFIG_FILE, Run, RunError, host_name
+from workbench.runs import CONFIG_FILE, Run, RunError, host_name, make_folder
 
 APP = Path(__file__).resolve().parents[1] / "app" / "Home.py"
+DEFAULT_RUNS_DIR = Path("runs")
 RUNS_DIR_VARIABLE = "WORKBENCH_RUNS_DIR"
 """The environment variable through which the app learns which folder to watch."""
 
@@ -26,7 +27,11 @@ RUNS_DIR_VARIABLE = "WORKBENCH_RUNS_DIR"
 def add_command(commands) -> None:
     p = commands.add_parser("dashboard", help="watch runs live in the browser (Streamlit app)")
     p.add_argument(
-        "runs_dir", nargs="?", type=Path, default=Path("runs"), help="folder of runs (default runs)"
+        "runs_dir",
+        nargs="?",
+        type=Path,
+        default=DEFAULT_RUNS_DIR,
+        help="folder of runs (default runs, created if missing)",
     )
     p.add_argument("--host", default="127.0.0.1", help="address to serve on (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8501, help="port to serve on (default 8501)")
@@ -34,14 +39,25 @@ def add_command(commands) -> None:
 
 
 def _dashboard(args) -> int:
-    if args.runs_dir.exists() and not args.runs_dir.is_dir():
-        raise RunError(f"{args.runs_dir} is a file; give the folder that holds your runs")
-    args.runs_dir.mkdir(parents=True, exist_ok=True)
+    check_runs_dir(args.runs_dir, default=args.runs_dir == DEFAULT_RUNS_DIR)
     command, environment = streamlit_command(args.runs_dir, args.host, args.port)
     print(f"dashboard on http://{args.host}:{args.port} watching {args.runs_dir.resolve()}")
     sys.stdout.flush()
     os.execve(command[0], command, environment)  # Streamlit replaces this process (Ctrl-C ends it)
     return 0
+
+
+def check_runs_dir(runs_dir: Path, default: bool = False) -> None:
+    """The dashboard watches a folder that exists (only the default `runs` is created: `workbench
+    train` writes there), so a mistyped path is an error, not an empty app."""
+    if runs_dir.exists() and not runs_dir.is_dir():
+        raise RunError(f"{runs_dir} is a file; give the folder that holds your runs")
+    if not runs_dir.exists() and not default:
+        raise RunError(
+            f"{runs_dir}: no such folder; give the folder that holds your runs "
+            f"(or create it first to start runs from the dashboard)"
+        )
+    make_folder(runs_dir, "RUNS_DIR")
 
 
 def streamlit_command(runs_dir: Path, host: str, port: int) -> tuple[list[str], dict[str, str]]:

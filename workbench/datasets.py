@@ -28,6 +28,7 @@ missing or damaged.
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -37,7 +38,17 @@ from typing import Any
 import numpy as np
 
 from workbench.replay import KEYS
-from workbench.runs import EPISODES, episode_file, load_arrays, run_of, save_arrays, write_json
+from workbench.runs import (
+    EPISODES,
+    RunError,
+    check_target,
+    episode_file,
+    load_arrays,
+    make_folder,
+    run_of,
+    save_arrays,
+    write_json,
+)
 
 FORMAT = "workbench-dataset"
 VERSION = 1
@@ -57,8 +68,8 @@ class DatasetWriter:
 
     def __init__(self, path: str | Path, task: str, env: dict[str, Any], action_dim: int):
         self.path = Path(path)
-        if (self.path / META_FILE).exists():
-            raise DatasetError(f"{self.path} already holds a dataset; choose another --out")
+        check_new_dataset(self.path)
+        self.created = make_folder(self.path, "--out")
         (self.path / EPISODES).mkdir(parents=True, exist_ok=True)
         self.meta = {
             "format": FORMAT,
@@ -71,6 +82,15 @@ class DatasetWriter:
         }
         write_json(self.path / META_FILE, self.meta)
 
+    def remove(self) -> None:
+        """Undo a build that failed: remove what this writer created (the folder was absent or
+        empty), so the same command can run again."""
+        if self.created is not None:
+            shutil.rmtree(self.created, ignore_errors=True)
+            return
+        for child in self.path.iterdir():
+            shutil.rmtree(child, ignore_errors=True) if child.is_dir() else child.unlink()
+
     def add(self, episode: dict[str, np.ndarray], policy: str, noise: float, seed: int) -> dict:
         """Save one episode (replay conventions) and its provenance; return its record."""
         _check_episode(episode, f"episode from {policy}")
@@ -81,6 +101,17 @@ class DatasetWriter:
         self.meta["episodes"].append(record)
         write_json(self.path / META_FILE, self.meta)
         return record
+
+
+def check_new_dataset(path: Path) -> None:
+    """A dataset is written into a new or empty folder only (never into a run, never beside
+    other files): raises DatasetError naming --out, having written nothing."""
+    if (path / META_FILE).exists():
+        raise DatasetError(f"--out {path} already holds a dataset; choose another --out")
+    try:
+        check_target(path, "--out")
+    except RunError as error:
+        raise DatasetError(str(error)) from None
 
 
 def _totals(episode: dict[str, np.ndarray]) -> dict[str, Any]:
@@ -143,6 +174,7 @@ def build_dataset(
     check_task(task)
     if episodes <= 0 or not behaviours:
         raise DatasetError("give --episodes N > 0 and at least one --policy")
+    check_new_dataset(Path(out))
     env_settings = dict(
         image_size=image_size, action_repeat=action_repeat, time_limit=time_limit, render=render
     )
@@ -152,6 +184,7 @@ def build_dataset(
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
     bar = tqdm(total=episodes * len(players), unit="episode", disable=not progress)
+    finished = False
     try:
         for (name, play), behaviour in zip(players, behaviours, strict=True):
             for _ in range(episodes):
@@ -162,9 +195,12 @@ def build_dataset(
                     policy=name[-30:], ret=f"{record['return']:.1f}", cost=record["cost"]
                 )
                 bar.update()
+        finished = True
     finally:
         bar.close()
         env.close()
+        if not finished:
+            writer.remove()
     return writer.path
 
 

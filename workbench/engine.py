@@ -31,6 +31,7 @@ from workbench.hooks import (
     AgentUpdate,
     Checkpoint,
     Checkpointer,
+    DivergenceGuard,
     EnvStep,
     EpisodeEnd,
     Evaluation,
@@ -99,10 +100,11 @@ class Engine:
         random.seed(config.train.seed)
         try:
             self._build(resume)
-        except BaseException as error:
-            self.writer.close("stopped" if isinstance(error, KeyboardInterrupt) else "crashed")
+        except BaseException:
+            self._abandon()
             raise
         built_in = [MetricsWriter(config.train.log_every), Checkpointer(), Evaluator(), StopFile()]
+        built_in.append(DivergenceGuard())
         if config.train.snapshot_every > 0:
             from workbench.snapshots import SnapshotHook
 
@@ -116,15 +118,21 @@ class Engine:
         hooks: list[Any] | None = None,
         *,
         steps: int | None = None,
+        device: str | None = None,
         progress: bool = True,
     ) -> Engine:
-        """Continue a run from its newest checkpoint and its saved episodes (`steps` extends it)."""
+        """Continue a run from its newest checkpoint and its saved episodes (`steps` extends it,
+        `device` moves it). Refuses, changing nothing, when no checkpoint can be resumed."""
+        if not Path(run_dir).is_dir():
+            raise RunError(f"--resume {run_dir}: no such folder")
         data = read_json(Path(run_dir) / CONFIG_FILE)
         if not data:
             raise RunError(f"cannot resume {run_dir}: it holds no run (no {CONFIG_FILE})")
         config = Config.from_dict(data)
         if steps is not None:
             config.train.steps = steps
+        if device is not None:
+            config.train.device = device
         return cls(config, run_dir, hooks, resume=True, progress=progress)
 
     def _build(self, resume: bool) -> None:
@@ -331,11 +339,22 @@ class Engine:
         return path
 
     def _restore(self) -> bool:
-        """Load the newest checkpoint and the saved episodes; False if there is no checkpoint."""
+        """Load the newest readable checkpoint and the saved episodes. Without one, or when the
+        run has nothing left to train, raise: restarting from step 0 would overwrite it."""
         try:
             state = checkpoint.load_latest(self.run_dir, self.device)
-        except checkpoint.CheckpointError:
-            return False
+            checkpoint.check_resumable(state)
+        except checkpoint.CheckpointError as error:
+            raise checkpoint.CheckpointError(
+                f"cannot resume {self.run_dir}: {error}. Nothing in it was changed; to start "
+                "afresh, train into another --run-dir"
+            ) from None
+        if state["step"] >= self.config.train.steps:
+            raise RunError(
+                f"--resume {self.run_dir}: its checkpoint is at step {state['step']}, which "
+                f"train.steps={self.config.train.steps} already reaches; give --steps N above "
+                f"{state['step']} to train further"
+            )
         self.world_model.load_state_dict(state["world_model"])
         self.agent.load_state_dict(state["agent"])
         self.world_model.optimizer.load_state_dict(state["optimizers"]["world_model"])
@@ -353,6 +372,13 @@ class Engine:
     def close(self, status: str) -> None:
         self.envs.close()
         self.writer.close(status)
+
+    def _abandon(self) -> None:
+        """Undo a start that failed: close what was built, leave the run directory as it was."""
+        with contextlib.suppress(Exception):
+            if hasattr(self, "envs"):
+                self.envs.close()
+        self.writer.abandon()
 
 
 def stop_on_sigterm():

@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from workbench.runs import CONFIG_FILE, write_atomic, write_json
+from workbench.runs import CONFIG_FILE, check_target, make_folder, write_atomic, write_json
 
 CARD_FILE = "README.md"
 WEIGHTS_FILE = "model.safetensors"  # workbench.checkpoint.EXPORT_WEIGHTS (kept cheap to import)
@@ -73,8 +73,9 @@ def export_run(
     if episodes < 1:
         raise ValueError(f"--episodes must be at least 1 (the card reports them), got {episodes}")
     run_dir, out = Path(run_dir), Path(out)
+    check_target(out, "--out", own=WEIGHTS_FILE)  # a new folder, or an export to replace
     payload = load(Path(checkpoint)) if checkpoint else load_latest(run_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    make_folder(out, "--out")
     write_weights(out / WEIGHTS_FILE, payload)
     write_json(out / CONFIG_FILE, payload["config"])
     report = evaluate_run(out, episodes=episodes, device=device)

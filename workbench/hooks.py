@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
+from workbench.runs import DivergenceError, Run
+
 if TYPE_CHECKING:
     import torch
     from torch import Tensor
@@ -302,6 +304,56 @@ class Evaluator(Hook):
     def on_train_end(self, event: TrainEnd) -> None:
         if event.status == "finished" and self.last_step != event.step:  # not twice at one step
             self.engine.evaluate()
+
+
+class DivergenceGuard(Hook):
+    """Stops training at the first non-finite loss or parameter, naming it and the step: the
+    run keeps its last good checkpoint (none is saved after a crash) instead of training on
+    NaNs. Costs one reduction over the weights per update."""
+
+    def on_train_start(self, event: TrainStart) -> None:
+        self.engine = event.engine
+
+    def on_world_model_update(self, event: WorldModelUpdate) -> None:
+        self._check_losses(event.metrics, event.step, event.update)
+
+    def on_agent_update(self, event: AgentUpdate) -> None:
+        self._check_losses(event.metrics, event.step, event.update)
+        for part in ("world_model", "agent"):
+            name = _non_finite_parameter(getattr(self.engine, part))
+            if name is not None:
+                self._stop(f"parameter {part}.{name}", "not finite", event.step, event.update)
+
+    def _check_losses(self, metrics: dict[str, float], step: int, update: int) -> None:
+        for key, value in metrics.items():
+            if "loss" in key and value is not None and not np.isfinite(float(value)):
+                self._stop(key, f"became {float(value)}", step, update)
+
+    def _stop(self, what: str, how: str, step: int, update: int) -> None:
+        raise DivergenceError(
+            f"{what} {how} at step {step} (update {update}): training stopped; "
+            f"{_last_checkpoint(self.engine)}. Try a lower learning rate (--set model.lr=...) "
+            "or another --seed, in a new --run-dir"
+        )
+
+
+def _non_finite_parameter(module: torch.nn.Module) -> str | None:
+    """The name of the first non-finite parameter of `module`, or None (one sync when all are
+    finite)."""
+    import torch
+
+    parameters = [p.detach() for p in module.parameters()]
+    if not parameters or torch.isfinite(torch.stack([p.float().sum() for p in parameters]).sum()):
+        return None
+    for name, parameter in module.named_parameters():
+        if not torch.isfinite(parameter.detach()).all():
+            return name
+    return None
+
+
+def _last_checkpoint(engine: Trainer) -> str:
+    found = Run(engine.writer.path).checkpoints()
+    return f"its last checkpoint is {found[-1].path}" if found else "no checkpoint was saved yet"
 
 
 class StopFile(Hook):

@@ -11,9 +11,12 @@ reward and cost received on arriving at it, and whether it is the first or a ter
 
 from __future__ import annotations
 
+import zipfile
+from pathlib import Path
+
 import numpy as np
 
-from workbench.runs import EPISODES, RunWriter, episode_artifacts, load_arrays
+from workbench.runs import EPISODES, RunError, RunWriter, episode_artifacts, load_arrays
 
 KEYS = ("obs", "action", "reward", "cost", "is_first", "is_terminal")
 """What a step record holds for training."""
@@ -80,12 +83,13 @@ class Replay:
         return episode
 
     def load(self) -> int:
-        """Reload every saved episode (after a resume) into the first stream; return how many."""
-        paths = [artifact.path for artifact in episode_artifacts(self.directory)]
-        for path in paths:
-            self.streams[0].extend(load_arrays(path))
-        self.num_episodes = len(paths)
-        return len(paths)
+        """Reload every saved episode (after a resume) into the first stream; return how many.
+        New episodes are numbered after the highest saved one, so none is ever overwritten."""
+        artifacts = episode_artifacts(self.directory)
+        for artifact in artifacts:
+            self.streams[0].extend(_load_episode(artifact.path))
+        self.num_episodes = artifacts[-1].number + 1 if artifacts else 0
+        return len(artifacts)
 
     def sample(self, batch_size: int, length: int) -> dict[str, np.ndarray]:
         """`batch_size` sequences of `length` steps, as arrays [batch_size, length, ...]."""
@@ -100,3 +104,22 @@ class Replay:
         batch = {key: np.stack([s[key] for s in sequences]) for key in KEYS}
         batch["is_first"][:, 0] = True  # a sequence starts from a fresh state
         return batch
+
+
+def _load_episode(path: Path) -> dict[str, np.ndarray]:
+    """A saved episode, or RunError naming the damaged file and what to do."""
+    try:
+        episode = load_arrays(path)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
+        raise _damaged(path, f"{type(error).__name__}: {error}") from None
+    missing = [key for key in KEYS if key not in episode]
+    if missing:
+        raise _damaged(path, f"it lacks {', '.join(missing)}")
+    return episode
+
+
+def _damaged(path: Path, reason: str) -> RunError:
+    return RunError(
+        f"{path} is not a readable episode ({reason}); move it out of {path.parent} "
+        "and resume again (the other episodes are kept)"
+    )

@@ -30,9 +30,14 @@ not know, so a newer writer does not break an older reader.
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import io
 import json
 import math
 import os
+import re
+import shutil
 import socket
 import time
 import zipfile
@@ -121,27 +126,100 @@ class RunError(RuntimeError):
     """A run directory cannot be used as asked; the message says why and what to do."""
 
 
+class DiskFullError(RunError):
+    """The disk filled up while a file was written; the file's previous version is intact."""
+
+    exit_code = 1
+
+    def __init__(self, path: Path):
+        super().__init__(
+            f"disk full while writing {path}: nothing was replaced (the previous file, every "
+            "saved episode and checkpoint are intact); free some space, then resume the run"
+        )
+
+
+class DivergenceError(RunError):
+    """Training produced a non-finite loss or parameter; the run stopped at its last good
+    checkpoint. Not the user's input: the command exits with 1."""
+
+    exit_code = 1
+
+
+TMP_PATTERN = re.compile(r"^\..+\.tmp\d+$")
+"""The name `write_atomic` gives a file while it is being written (readers never list these)."""
+
+
 # ---------------------------------------------------------------------------------------------
 # Atomic writes shared by the writer, checkpoints and datasets.
 
 
 def write_atomic(path: Path, write: Any) -> None:
-    """Call `write(tmp_path)` then rename into place, so readers never see a partial file."""
+    """Call `write(tmp_path)` then rename into place, so readers never see a partial file.
+
+    A full disk raises DiskFullError and leaves the previous `path` as it was."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
         write(tmp)
         os.replace(tmp, path)
+    except OSError as error:
+        if error.errno == errno.ENOSPC:
+            raise DiskFullError(path) from error
+        raise
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def remove_leftovers(folder: Path) -> list[Path]:
+    """Delete the temporary files a killed writer left in `folder` and its subfolders (call only
+    while holding the folder's lock); return what was removed."""
+    removed = []
+    for parent in (folder, *(p for p in _listdir(folder) if p.is_dir())):
+        for path in _listdir(parent):
+            if TMP_PATTERN.match(path.name) and path.is_file():
+                path.unlink(missing_ok=True)
+                removed.append(path)
+    return removed
+
+
+def make_folder(path: Path, flag: str) -> Path | None:
+    """Create `path` with its missing parents; return the topmost folder created (None if it
+    existed), so a failed start can remove exactly that. Raises RunError naming `flag`."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise RunError(f"{flag} {path} is a file; give a folder")
+    missing = [p for p in (path, *path.parents) if not p.exists()]
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise RunError(
+            f"{flag} {path}: cannot create it ({error.strerror or error}); "
+            "choose a folder you can write to"
+        ) from None
+    return missing[-1] if missing else None
+
+
+def check_target(path: Path, flag: str, own: str | None = None) -> None:
+    """Refuse to write into `path` unless it is absent, an empty folder, or a folder of the
+    command's own kind (it holds the file `own`). Writes nothing; raises RunError naming `flag`."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise RunError(f"{flag} {path} is a file; give a new folder")
+    if not path.is_dir() or not any(_listdir(path)) or (own and (path / own).exists()):
+        return
+    what = "holds a run" if (path / CONFIG_FILE).exists() else "is not empty"
+    raise RunError(f"{flag} {path} {what}; choose a new folder (nothing in it was touched)")
 
 
 def save_arrays(path: Path, arrays: dict[str, np.ndarray]) -> None:
     """Write an .npz atomically (uncompressed: frames compress poorly and load faster raw)."""
 
+    buffer = io.BytesIO()  # built in memory, so a full disk fails one plain write, cleanly
+    np.savez(buffer, **arrays)
+
     def write(tmp: Path) -> None:
         with open(tmp, "wb") as f:
-            np.savez(f, **arrays)
+            f.write(buffer.getbuffer())
 
     write_atomic(path, write)
 
@@ -176,38 +254,98 @@ def pid_alive(pid: int) -> bool:
 
 
 class RunWriter:
-    """Creates or reopens a run directory and appends to it. Held by one process at a time."""
+    """Creates or reopens a run directory and appends to it. Held by one process at a time.
+
+    Opening writes nothing before the target is checked. If the start fails after that (the
+    caller's `abandon()`), a new run's folder is removed again and a resumed run's run.json is
+    put back as it was, so a failed command never blocks running it again nor rewrites the
+    status of the run it was given."""
 
     def __init__(self, path: Path, *, config: dict[str, Any], resume: bool = False):
         self.path = Path(path)
+        self.resume = resume
+        self._created: Path | None = None
+        self._made_subfolders: list[Path] = []
+        self._previous_info: bytes | None = None
         if resume:
             self._check_resumable()
-        elif (self.path / CONFIG_FILE).exists():
+        else:
+            self._check_new()
+        try:
+            self._open(config)
+        except OSError as error:
+            self.abandon()
+            if error.errno == errno.ENOSPC:
+                raise DiskFullError(self.path) from error
+            raise RunError(
+                f"--run-dir {self.path}: cannot write there ({error.strerror or error}); "
+                "choose a folder you can write to"
+            ) from None
+        except BaseException:
+            self.abandon()
+            raise
+
+    def _check_new(self) -> None:
+        if self.path.exists() and not self.path.is_dir():
+            raise RunError(f"--run-dir {self.path} is a file; give a new folder")
+        if (self.path / CONFIG_FILE).exists():
             raise RunError(
                 f"{self.path} already holds a run; continue it with --resume {self.path} "
                 "or choose another --run-dir"
             )
-        elif self.path.exists() and any(self.path.iterdir()):
+        if self.path.is_dir() and any(_listdir(self.path)):
             raise RunError(
                 f"{self.path} is not empty and holds no run; choose another --run-dir "
                 "(nothing in it was touched)"
             )
+
+    def _open(self, config: dict[str, Any]) -> None:
+        if self.resume:
+            self._previous_info = _read_bytes(self.path / RUN_FILE)
+        else:
+            self._created = make_folder(self.path, "--run-dir")
         for sub in (EPISODES, EVAL, SNAPSHOTS, CHECKPOINTS):
-            (self.path / sub).mkdir(parents=True, exist_ok=True)
+            if not (self.path / sub).is_dir():
+                (self.path / sub).mkdir(parents=True)
+                self._made_subfolders.append(self.path / sub)
         self._lock()
-        if not resume:
+        remove_leftovers(self.path)  # a killed writer's temporary files
+        if not self.resume:
             write_json(self.path / CONFIG_FILE, config)
         self.info = {
             "schema": SCHEMA,
             "algo": config.get("algo"),
             "task": config.get("env", {}).get("task"),
             "created": time.time(),
-            **(read_json(self.path / RUN_FILE) if resume else {}),
+            **(read_json(self.path / RUN_FILE) if self.resume else {}),
         }
         (self.path / STOP_FILE).unlink(missing_ok=True)  # a stop asked of an earlier session
         self.set_status("running")
         self._repair_metrics()
         self._metrics = open(self.path / METRICS_FILE, "a", buffering=1)
+
+    def abandon(self) -> None:
+        """Undo a start that failed before training began (see the class docstring)."""
+        with _quietly():
+            self._metrics.close()
+        if not self.resume:
+            self._remove_new_run()
+            return
+        with _quietly():
+            if self._previous_info is not None:
+                write_atomic(self.path / RUN_FILE, lambda tmp: tmp.write_bytes(self._previous_info))
+            for sub in self._made_subfolders:
+                sub.rmdir()  # only if still empty
+        self._unlock()
+
+    def _remove_new_run(self) -> None:
+        """Remove what a new run's start created (the folder was absent or empty before)."""
+        if self._created is not None:
+            shutil.rmtree(self._created, ignore_errors=True)
+            return
+        for child in _listdir(self.path):
+            with _quietly():
+                shutil.rmtree(child) if child.is_dir() else child.unlink()
 
     def _check_resumable(self) -> None:
         if not (self.path / CONFIG_FILE).exists():
@@ -275,9 +413,32 @@ class RunWriter:
         return path
 
     def close(self, status: str) -> None:
-        self._metrics.close()
-        self.set_status(status)
-        (self.path / LOCK_FILE).unlink(missing_ok=True)
+        """Record the final status and release the run. Never raises for a full or failing
+        disk: the run's status then stays 'running' with no live writer, which readers call
+        crashed."""
+        with _quietly():
+            self._metrics.close()
+        with _quietly():
+            self.set_status(status)
+        self._unlock()
+
+    def _unlock(self) -> None:
+        with _quietly():
+            if _read_bytes(self.path / LOCK_FILE) == str(os.getpid()).encode():
+                (self.path / LOCK_FILE).unlink()
+
+
+def _quietly() -> contextlib.AbstractContextManager:
+    """Suppress what closing or undoing may hit on a failing disk (the first error is the one
+    reported)."""
+    return contextlib.suppress(OSError, AttributeError)
+
+
+def _read_bytes(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        return None
 
 
 def _check_complete(path: Path, arrays: dict[str, Any], keys: tuple[str, ...], what: str) -> None:
