@@ -258,3 +258,11 @@ def test_learns_moving_square_images_and_hazard_cost(one_thread: None) -> None:
         predicted = model.cost(post.features())
     auroc = roc_auc_score(test["cost"].flatten().numpy(), predicted.flatten().numpy())
     assert auroc > 0.8, auroc
+
+
+def test_subpixel_output_layer_equals_the_transposed_conv() -> None:
+    from workbench.nets import subpixel_conv_transpose
+
+    layer = nn.ConvTranspose2d(8, 3, 4, 2, 1).double()
+    x = torch.randn(2, 8, 5, 5, dtype=torch.float64)
+    assert torch.allclose(subpixel_conv_transpose(x, layer), layer(x), atol=1e-12)

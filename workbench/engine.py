@@ -142,7 +142,9 @@ class Engine:
             self.device
         )
         self.agent = make_agent(cfg, self.world_model, self.action_dim).to(self.device)
-        self.replay = Replay(self.writer, cfg.env.num_envs, cfg.train.seed)
+        self.replay = Replay(
+            self.writer, cfg.env.num_envs, cfg.train.seed, cfg.train.replay_capacity
+        )
         self.resumed = resume and self._restore()
 
     # --- the loop ---------------------------------------------------------------------------
