@@ -258,6 +258,11 @@ class TrainConfig:
     """Seed for environments, networks and sampling."""
     device: str = "auto"
     """'auto' (CUDA when present), 'cpu', 'cuda' or 'cuda:N'."""
+    overlap: bool = False
+    """Collect (act, step, render) in a background thread while training, at the same replay
+    ratio (it runs at most one update's worth of steps ahead): both cores busy on a 2-core
+    machine. Learning then depends on thread timing (which steps an update samples), so
+    seeded runs are repeatable only with False."""
     replay_capacity: int = 0
     """Steps the replay holds in memory (FIFO, oldest dropped first; 0: every step). Every
     episode is still saved whole on disk."""
@@ -326,6 +331,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "train.checkpoint_every": 1000,
         "train.eval_every": 2000,  # each evaluation logs the world model's health
         "train.snapshot_every": 100,
+        "train.overlap": True,
     },
     "tiny": {
         "model.deter": 32,
