@@ -167,3 +167,44 @@ def test_a_run_ending_on_an_evaluation_step_is_evaluated_once_there(fake_envs, t
     config = resolve("tiny", {"train.device": "cpu", "train.eval_every": 60})
     Engine(config, tmp_path / "run", progress=False).train()
     assert [r["step"] for r in Run(tmp_path / "run").metrics("eval")] == [60, 120]
+
+
+class _Lead(Recorder):
+    """Records hook calls, and at each world-model update how far collection had got."""
+
+    def __init__(self):
+        super().__init__()
+        self.leads: list[tuple[int, int]] = []
+
+    def on_train_start(self, event):
+        self.engine = event.engine
+        self.calls.append("on_train_start")
+
+    def on_world_model_update(self, event):
+        self.leads.append((event.update, self.engine.collector.step))
+        self.calls.append("on_world_model_update")
+
+
+def test_overlapped_collection_keeps_the_replay_ratio_and_the_hook_order(
+    fake_envs, tiny_config, tmp_path
+):
+    serial, overlapped = Recorder(), _Lead()
+    Engine(tiny_config, tmp_path / "serial", [serial], progress=False).train()
+    tiny_config.train.overlap = True
+    engine = Engine(tiny_config, tmp_path / "overlap", [overlapped], progress=False)
+    assert engine.train() == "finished"
+    assert overlapped.calls == serial.calls  # the same events, in the same order
+    train = tiny_config.train
+    assert engine.counters["update"] == (train.steps - train.prefill) // train.train_every
+    for update, collected in overlapped.leads:  # at most one update's worth of steps ahead
+        assert collected < train.prefill + (update + 1) * train.train_every
+    assert engine.collector.agent is not engine.agent  # acting with its own copy of the weights
+
+
+def test_overlapped_run_resumes(fake_envs, tiny_config, tmp_path):
+    tiny_config.train.overlap = True
+    Engine(tiny_config, tmp_path / "run", progress=False).train()
+    engine = Engine.resume(tmp_path / "run", steps=tiny_config.train.steps + 40, progress=False)
+    assert engine.train() == "finished" and engine.step == tiny_config.train.steps + 40
+    train = tiny_config.train
+    assert engine.counters["update"] == (engine.step - train.prefill) // train.train_every

@@ -220,3 +220,25 @@ def test_bench_envs_reports_every_rate():
     keys = {"env_sps_stock_1", "env_sps_fast_1", "env_sps_fast_N", "env_sps_stock_N"}
     assert keys | {"num_envs", "physics_only_sps"} == set(result)
     assert all(result[k] > 0 for k in keys | {"physics_only_sps"})
+
+
+@pytest.mark.real
+def test_bench_training_reports_end_to_end_speed_and_optimisations():
+    from workbench.bench import bench_training, optimisations, peak_rss_mb
+    from workbench.config import resolve
+
+    result = bench_training("tiny", "cpu", updates=2)
+    assert result["train_env_steps_per_s"] > 0 and result["replay_ratio"] == 2 * 8 / 10
+    on = optimisations(resolve("cpu"), __import__("torch").device("cpu"))
+    assert on["overlapped_collection"] and on["torch_threads"] == 1
+    assert peak_rss_mb() > 0
+
+
+@pytest.mark.real
+def test_overlapped_collection_renders_from_its_thread(tmp_path):
+    """The collector thread draws frames with a GL context made in the engine's thread."""
+    from workbench.config import resolve
+    from workbench.engine import Engine
+
+    config = resolve("tiny", {"train.device": "cpu", "train.overlap": True, "train.steps": 80})
+    assert Engine(config, tmp_path / "run", progress=False).train() == "finished"

@@ -32,8 +32,12 @@ LAYERS: list[tuple[str, ...]] = [
         *("agents", "agents.base", "agents.lagrange", "agents.dreamer", "agents.osrp"),
         *("agents.bsrp_lag", "agents.barrier", "agents.cerl", "agents.lspc", "agents.bc"),
     ),
-    # 4: what the loop is made of: events and hooks, evaluation, checkpoints, snapshots, datasets
-    ("hooks", "evaluation", "checkpoint", "snapshots", "datasets", "tensorboard_sink"),
+    # 4: what the loop is made of: events and hooks, evaluation, checkpoints, snapshots, datasets,
+    # the collector (acting, stepping and storing, serially or in a thread)
+    (
+        *("hooks", "evaluation", "checkpoint", "snapshots", "datasets", "tensorboard_sink"),
+        "collector",
+    ),
     # 5: the loop; 6: the offline loop (the engine learning from a dataset)
     ("engine",),
     ("offline",),

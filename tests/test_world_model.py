@@ -279,3 +279,11 @@ def test_cost_head_learns_unsafe_steps_weighted_and_predicts_calibrated_costs() 
     assert weighted > 0.8, "the weighting makes the head take unsafe steps seriously"
     unweighted = symexp(0.1 * symlog(torch.tensor(2.0))).item()
     assert calibrated == pytest.approx(unweighted, abs=0.02)
+
+
+def test_subpixel_output_layer_equals_the_transposed_conv() -> None:
+    from workbench.nets import subpixel_conv_transpose
+
+    layer = nn.ConvTranspose2d(8, 3, 4, 2, 1).double()
+    x = torch.randn(2, 8, 5, 5, dtype=torch.float64)
+    assert torch.allclose(subpixel_conv_transpose(x, layer), layer(x), atol=1e-12)

@@ -1,8 +1,11 @@
 """`workbench bench` and `workbench bench-inspect`: how fast the pieces run here, in numbers.
 
-`bench`: env steps/s (pixels; 1 and N envs; stock and fast rendering; bare physics),
-world-model updates/s and samples/s (sequence steps per second), imagination steps/s (latent
-states per second) and agent updates/s, for a preset's sizes on a device.
+`bench`: for each preset asked for (`--preset cpu tiny ...`), on a device: env steps/s
+(pixels; 1 and N envs; stock and fast rendering; bare physics), world-model updates/s and
+samples/s (sequence steps per second), full updates (world model + agent) per second and
+samples/s, imagination steps/s (latent states per second), end-to-end training env steps/s at
+the preset's replay ratio (a short real run after its prefill, `--train-updates` updates;
+0 skips it), the process's peak memory (RSS), and which optimisations were on.
 
 `bench-inspect`:
 1. UMAP: numba's one-off compilation (a small fit and transform), then a fit of `--points`
@@ -39,9 +42,12 @@ if TYPE_CHECKING:
 def add_commands(commands) -> None:
     """Add `bench` and `bench-inspect` to the CLI's subcommands."""
     p = commands.add_parser("bench", help="measure env, world-model and imagination speed")
-    p.add_argument("--preset", default="cpu", choices=list(PRESETS))
+    p.add_argument("--preset", nargs="+", default=["cpu"], choices=list(PRESETS))
     p.add_argument("--device", default="auto")
     p.add_argument("--num-envs", type=int, default=2)
+    p.add_argument(
+        "--train-updates", type=int, default=20, help="updates in the end-to-end run (0: skip)"
+    )
     p.add_argument("--json", action="store_true")
     p.set_defaults(run=_bench)
     _add_bench_inspect(commands)
@@ -65,7 +71,12 @@ def _add_bench_inspect(commands) -> None:
 
 
 def _bench(args) -> int:
-    print_results(run_bench(args.preset, args.device, args.num_envs), args.json, digits=1)
+    by_preset = {
+        preset: run_bench(preset, args.device, args.num_envs, args.train_updates)
+        for preset in args.preset
+    }
+    results = by_preset[args.preset[0]] if len(by_preset) == 1 else by_preset
+    print_results(results, args.json, digits=1)
     return 0
 
 
@@ -121,7 +132,10 @@ def _vector_sps(task: str, steps: int, num_envs: int, image_size: int, render: s
 # --- bench: learning ------------------------------------------------------------------------
 
 
-def run_bench(preset: str = "cpu", device: str = "auto", num_envs: int = 2) -> dict[str, Any]:
+def run_bench(
+    preset: str = "cpu", device: str = "auto", num_envs: int = 2, train_updates: int = 20
+) -> dict[str, Any]:
+    """Every number of `bench` for one preset (see the module's docstring)."""
     import torch
 
     from workbench.device import resolve_device
@@ -135,9 +149,74 @@ def run_bench(preset: str = "cpu", device: str = "auto", num_envs: int = 2) -> d
         "batch": f"{config.train.batch_size}x{config.train.batch_length}",
         "horizon": config.agent.horizon,
     }
+    results["optimisations"] = optimisations(config, dev)
     results.update(bench_envs(config.env.task, num_envs=num_envs, image_size=config.env.image_size))
     results.update(_bench_learning(config, dev))
+    if train_updates > 0:
+        results.update(bench_training(preset, device, train_updates))
+    results["peak_rss_mb"] = peak_rss_mb()
     return results
+
+
+def optimisations(config, device: torch.device) -> dict[str, Any]:
+    """Which speed choices a run of `config` makes on `device`."""
+    import torch
+
+    from workbench.device import uses_bf16
+
+    return {
+        "bf16_autocast": uses_bf16(device, config.train.precision),
+        "channels_last_convs": True,  # WorldModel stores its conv weights so
+        "subpixel_decoder_output": True,  # ConvDecoder.subpixel_output
+        "overlapped_collection": config.train.overlap,
+        "torch_threads": 1 if config.train.overlap else torch.get_num_threads(),
+        "replay_capacity": config.train.replay_capacity or "unlimited",
+    }
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory so far, in MiB (Linux: ru_maxrss is in KiB)."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def bench_training(preset: str, device: str, updates: int) -> dict[str, Any]:
+    """A short real run of `preset` (its replay ratio, overlap and task): env steps/s from the
+    end of the prefill to the last update (the prefill, final checkpoint and evaluation left
+    out)."""
+    base = resolve(preset)
+    steps = base.train.prefill + updates * base.train.train_every
+    overrides = {"train.steps": steps, "train.device": device, "train.snapshot_every": 0}
+    overrides.update({"train.checkpoint_every": 10 * steps, "train.eval_every": 0})
+    clock = _TrainingClock(base.train.prefill)
+    from workbench.engine import Engine
+
+    with tempfile.TemporaryDirectory() as folder:
+        engine = Engine(resolve(preset, overrides), Path(folder) / "run", [clock], progress=False)
+        engine.train()
+    seconds = clock.end - clock.start
+    return {
+        "train_run": f"{steps} steps, {updates} updates after a {base.train.prefill}-step prefill",
+        "replay_ratio": base.train.batch_size * base.train.batch_length / base.train.train_every,
+        "train_env_steps_per_s": (clock.last_step - base.train.prefill) / seconds,
+    }
+
+
+class _TrainingClock(Hook):
+    """The time the prefill ended, and the time and step of the latest update."""
+
+    def __init__(self, prefill: int) -> None:
+        self.prefill = prefill
+        self.start = self.end = time.perf_counter()
+        self.last_step = prefill
+
+    def on_env_step(self, event) -> None:
+        if event.step <= self.prefill:
+            self.start = time.perf_counter()
+
+    def on_agent_update(self, event) -> None:
+        self.end, self.last_step = time.perf_counter(), event.step
 
 
 def _bench_learning(config, device: torch.device, repeats: int = 5) -> dict[str, float]:
@@ -165,14 +244,20 @@ def _bench_learning(config, device: torch.device, repeats: int = 5) -> dict[str,
         with torch.no_grad(), autocast(device, precision):
             agent.imagine(posterior)
 
+    def full_step():
+        with autocast(device, precision):
+            agent.update(world_model.train_step(batch)[1], batch)
+
     posterior = wm_step()  # warm-up (and a posterior to start imagination from)
     agent_step()
     samples = config.train.batch_size * config.train.batch_length
     starts = config.agent.imagine_starts or samples
-    wm_rate = _rate(wm_step, repeats, device)
+    wm_rate, full_rate = _rate(wm_step, repeats, device), _rate(full_step, repeats, device)
     return {
         "wm_updates_per_s": wm_rate,
         "wm_samples_per_s": wm_rate * samples,
+        "full_updates_per_s": full_rate,
+        "full_samples_per_s": full_rate * samples,
         "imagination_steps_per_s": _rate(imagine, repeats, device) * starts * config.agent.horizon,
         "agent_updates_per_s": _rate(agent_step, repeats, device),
     }

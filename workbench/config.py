@@ -260,6 +260,14 @@ class TrainConfig:
     """Seed for environments, networks and sampling."""
     device: str = "auto"
     """'auto' (CUDA when present), 'cpu', 'cuda' or 'cuda:N'."""
+    overlap: bool = False
+    """Collect (act, step, render) in a background thread while training, at the same replay
+    ratio (it runs at most one update's worth of steps ahead): both cores busy on a 2-core
+    machine. Learning then depends on thread timing (which steps an update samples), so
+    seeded runs are repeatable only with False."""
+    replay_capacity: int = 0
+    """Steps the replay holds in memory (FIFO, oldest dropped first; 0: every step). Every
+    episode is still saved whole on disk."""
     precision: str = "auto"
     """'auto' (bf16 autocast on CUDA and on CPUs with native bf16, else fp32), 'fp32', 'bf16'."""
 
@@ -326,6 +334,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "train.checkpoint_every": 1000,
         "train.eval_every": 2000,  # each evaluation logs the world model's health
         "train.snapshot_every": 100,
+        "train.overlap": True,
     },
     "tiny": {
         "model.deter": 32,
@@ -468,6 +477,8 @@ def validate(config: Config) -> None:
         raise ConfigError(f"env.image_size must be a multiple of 16 (got {config.env.image_size})")
     if not 0 < config.agent.gamma <= 1 or not 0 <= config.agent.lam <= 1:
         raise ConfigError("agent.gamma must be in (0, 1] and agent.lam in [0, 1]")
+    if config.train.replay_capacity < 0:
+        raise ConfigError(f"train.replay_capacity must be >= 0, got {config.train.replay_capacity}")
     if config.agent.cost_limit < 0:
         raise ConfigError(f"agent.cost_limit must be >= 0, got {config.agent.cost_limit}")
     if config.planner.elites > config.planner.samples:

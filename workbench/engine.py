@@ -14,7 +14,6 @@ import contextlib
 import random
 import signal
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +22,9 @@ import torch
 
 from workbench import checkpoint
 from workbench.agents import make_agent
+from workbench.collector import Collector, CollectorThread, updates_due
 from workbench.config import Config
-from workbench.device import autocast, resolve_device, single_threaded
+from workbench.device import autocast, resolve_device
 from workbench.envs import make_env, make_vector_env
 from workbench.evaluation import episode_summary, play_episode, world_model_health
 from workbench.hooks import (
@@ -32,7 +32,6 @@ from workbench.hooks import (
     Checkpoint,
     Checkpointer,
     DivergenceGuard,
-    EnvStep,
     EpisodeEnd,
     Evaluation,
     Evaluator,
@@ -49,30 +48,6 @@ from workbench.hooks import (
 from workbench.replay import Replay
 from workbench.runs import CONFIG_FILE, RunError, RunWriter, read_json
 from workbench.world_model import WorldModel
-
-
-@dataclass
-class EpisodeTracker:
-    """Running return, cost and length of each env's current episode."""
-
-    num_envs: int
-    ret: np.ndarray = field(init=False)
-    cost: np.ndarray = field(init=False)
-    length: np.ndarray = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.ret, self.cost = np.zeros(self.num_envs), np.zeros(self.num_envs)
-        self.length = np.zeros(self.num_envs, dtype=int)
-
-    def add(self, reward: np.ndarray, cost: np.ndarray) -> None:
-        self.ret += reward
-        self.cost += cost
-        self.length += 1
-
-    def pop(self, index: int) -> tuple[float, float, int]:
-        result = (float(self.ret[index]), float(self.cost[index]), int(self.length[index]))
-        self.ret[index] = self.cost[index] = self.length[index] = 0
-        return result
 
 
 class Engine:
@@ -150,7 +125,9 @@ class Engine:
             self.device
         )
         self.agent = make_agent(cfg, self.world_model, self.action_dim).to(self.device)
-        self.replay = Replay(self.writer, cfg.env.num_envs, cfg.train.seed)
+        self.replay = Replay(
+            self.writer, cfg.env.num_envs, cfg.train.seed, cfg.train.replay_capacity
+        )
         self.resumed = resume and self._restore()
 
     # --- the loop ---------------------------------------------------------------------------
@@ -180,99 +157,61 @@ class Engine:
         return status
 
     def _collect_and_train(self) -> None:
+        """Collect env steps and train at the configured replay ratio: update k follows the
+        step that brings the count to `prefill + k * train_every`. With `train.overlap`, a
+        thread collects while this one trains (see `collector.py`); hooks hear the same
+        events in the same order either way."""
         cfg = self.config.train
-        envs = self.envs
-        tracker = EpisodeTracker(envs.num_envs)
-        obs = envs.reset_all(seed=cfg.seed + 1000 * self.counters["episode"])
-        for index in range(envs.num_envs):
-            self._add_first(index, obs[index])
-        is_first = torch.ones(envs.num_envs, dtype=torch.bool, device=self.device)
-        action = torch.zeros(envs.num_envs, self.action_dim, device=self.device)
-        latent = self.world_model.initial(envs.num_envs)
-
-        while self.step < cfg.steps and not self.bus.stop_requested:
-            # 1. Act: update the posterior with the newest frame, then ask the agent (or sample
-            #    random actions while the replay is being prefilled).
-            with torch.no_grad(), single_threaded():
-                frames = torch.as_tensor(obs, device=self.device)
-                latent = self.world_model.observe_step(latent, action, frames, is_first)
-                action = self._choose_action(latent)
-            # 2. Step every env; store the transition; finish episodes that ended.
-            result = envs.step(self._to_env_action(action))
-            tracker.add(result.reward, result.cost)
-            obs = result.obs.copy()
-            is_first[:] = False
-            for index in range(envs.num_envs):
-                self.replay.add(index, self._record(result, index, action))
-                if result.terminated[index] or result.truncated[index]:
-                    self._end_episode(index, tracker)
-                    obs[index] = envs.reset(index)
-                    self._add_first(index, obs[index])
-                    is_first[index] = True
-            action = torch.where(is_first[:, None], torch.zeros_like(action), action)
-            self.counters["step"] += envs.num_envs
-            self.bus.emit(EnvStep(self.step, reward=result.reward, cost=result.cost))
-            # 3. Train: one update every `train_every` env steps after the prefill.
-            while self.counters["update"] < (self.step - cfg.prefill) // cfg.train_every:
-                self._train_once()
-
-    def _choose_action(self, latent) -> torch.Tensor:
-        if self.step < self.config.train.prefill:
-            shape = (self.envs.num_envs, self.action_dim)
-            return torch.as_tensor(
-                self.rng.uniform(-1, 1, shape), dtype=torch.float32, device=self.device
-            )
-        with autocast(self.device, self.config.train.precision):
-            return self.agent.act(latent, explore=True).float()
-
-    def _to_env_action(self, action: torch.Tensor) -> np.ndarray:
-        """Map actions in [-1, 1] to the env's bounds."""
-        low, high = self.envs.action_low, self.envs.action_high
-        return low + (action.cpu().numpy() + 1) / 2 * (high - low)
-
-    def _record(self, result, index: int, action: torch.Tensor) -> dict[str, np.ndarray]:
-        return {
-            "obs": result.obs[index],
-            "action": action[index].cpu().numpy(),
-            "reward": np.float32(result.reward[index]),
-            "cost": np.float32(result.cost[index]),
-            "is_first": np.bool_(False),
-            "is_terminal": np.bool_(result.terminated[index]),
-            "hazard_distance": np.float32(result.hazard_distance[index]),
-        }
-
-    def _add_first(self, index: int, frame: np.ndarray) -> None:
-        self.replay.add(index, {
-            "obs": frame,
-            "action": np.zeros(self.action_dim, np.float32),
-            "reward": np.float32(0),
-            "cost": np.float32(0),
-            "is_first": np.bool_(True),
-            "is_terminal": np.bool_(False),
-            "hazard_distance": np.float32(np.nan),  # not asked of the env at reset
-        })  # fmt: skip
-
-    def _end_episode(self, index: int, tracker: EpisodeTracker) -> None:
-        self.replay.finish_episode(index)
-        ret, cost, length = tracker.pop(index)
-        self.counters["episode"] += 1
-        self.counters["cumulative_cost"] += cost
-        self.agent.episode_end(cost)
-        self.bus.emit(
-            EpisodeEnd(
-                self.step,
-                episode=self.counters["episode"],
-                env_index=index,
-                ret=ret,
-                cost=cost,
-                length=length,
-                cumulative_cost=self.counters["cumulative_cost"],
-            )
+        self.collector = Collector(
+            self.config, self.envs, self.replay, self.agent, self.rng, self.counters
         )
+        if not cfg.overlap:
+            while self.step < cfg.steps and not self.bus.stop_requested:
+                self._publish(self.collector.collect())
+                self._train_due(None)
+            return
+        self._collect_in_background()
+
+    def _collect_in_background(self) -> None:
+        """The loop with collection in a thread; torch keeps one thread each (two processes
+        of work on two cores fight over a bigger pool)."""
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        background = CollectorThread(
+            self.collector, self.agent, self.config, self.counters["update"]
+        )
+        self._background = background
+        background.start()
+        try:
+            while self.step < self.config.train.steps and not self.bus.stop_requested:
+                self._publish(background.next_events())
+                self._train_due(background)
+        finally:
+            background.stop()
+            self._background = None
+            torch.set_num_threads(threads)
+
+    def _publish(self, events: list) -> None:
+        """Count and emit one collected step's events, in order."""
+        for event in events:
+            if isinstance(event, EpisodeEnd):
+                self.counters["episode"] = event.episode
+                self.counters["cumulative_cost"] = event.cumulative_cost
+                self.agent.episode_end(event.cost)
+            else:
+                self.counters["step"] = event.step
+            self.bus.emit(event)
+
+    def _train_due(self, background: CollectorThread | None) -> None:
+        """The updates due at the current step count."""
+        while self.counters["update"] < updates_due(self.step, self.config):
+            self._train_once()
+            if background is not None:
+                background.updated(self.counters["update"])
 
     def _train_once(self) -> None:
         cfg = self.config.train
-        batch = self.replay.sample(cfg.batch_size, cfg.batch_length)
+        batch = self.collector.sample(cfg.batch_size, cfg.batch_length)
         batch = {key: torch.as_tensor(value, device=self.device) for key, value in batch.items()}
         with autocast(self.device, cfg.precision):
             metrics, posterior = self.world_model.train_step(batch)
@@ -318,6 +257,12 @@ class Engine:
         return summaries
 
     def save_checkpoint(self) -> Path:
+        """Save the state to resume from, with the collector thread (if any) between steps."""
+        background = getattr(self, "_background", None)
+        with background.paused() if background else contextlib.nullcontext():
+            return self._save_checkpoint()
+
+    def _save_checkpoint(self) -> Path:
         state = {
             "config": self.config.to_dict(),
             "counters": dict(self.counters),

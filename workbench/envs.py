@@ -143,6 +143,7 @@ class _FastRenderer:
         try:
             self._gl = mujoco.GLContext(size, size)
             self._gl.make_current()
+            self._release()
         except Exception as exc:  # any backend failure means: cannot render here
             raise _rendering_error(exc) from exc
         self._option = mujoco.MjvOption()
@@ -179,7 +180,18 @@ class _FastRenderer:
         mj.mjv_updateScene(model, data, self._option, None, self._camera, cat_all, self._scene)
         mj.mjr_render(self._rect, self._scene, self._context)
         mj.mjr_readPixels(self._pixels, None, self._rect, self._context)
+        self._release()
         return np.ascontiguousarray(self._pixels[::-1])  # OpenGL rows run bottom-up
+
+    def _release(self) -> None:
+        """Leave no EGL context current in this thread, so the next frame may be drawn from
+        another (the engine's collector thread, `train.overlap`): EGL refuses to make a context
+        current in one thread while it is current in another (EGL_BAD_ACCESS)."""
+        if type(self._gl).__module__ != "mujoco.egl":
+            return
+        from mujoco.egl import EGL, EGL_DISPLAY
+
+        EGL.eglMakeCurrent(EGL_DISPLAY, EGL.EGL_NO_SURFACE, EGL.EGL_NO_SURFACE, EGL.EGL_NO_CONTEXT)
 
     def close(self) -> None:
         """Free the OpenGL resources."""

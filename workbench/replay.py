@@ -1,4 +1,8 @@
-"""Replay: every step in memory for sampling, every finished episode on disk.
+"""Replay: recent steps in memory for sampling, every finished episode on disk.
+
+With a capacity (`train.replay_capacity`), each env's stream keeps at most its share of that
+many steps in memory, dropping its oldest first (FIFO); the episode in progress is never cut,
+so every episode still reaches the disk whole.
 
 Each env writes one continuous stream of steps; training sequences are cut from a stream at a
 random place and may cross episode boundaries, where `is_first` tells the world model to reset
@@ -51,13 +55,21 @@ class Stream:
                 {key: episode[key][t] for key in KEYS} | {k: v[t] for k, v in truth.items()}
             )
 
+    def drop_oldest(self, count: int) -> None:
+        """Forget the first `count` steps (the rest move to the front)."""
+        for array in self.arrays.values():
+            array[: self.size - count] = array[count : self.size]
+        self.size -= count
+
     def slice(self, start: int, stop: int) -> dict[str, np.ndarray]:
         return {key: array[start:stop] for key, array in self.arrays.items()}
 
 
 class Replay:
-    def __init__(self, writer: RunWriter, num_envs: int, seed: int = 0):
+    def __init__(self, writer: RunWriter, num_envs: int, seed: int = 0, capacity: int = 0):
+        """`capacity`: steps held in memory over all envs (0: no limit)."""
         self.writer = writer
+        self.stream_capacity = -(-capacity // num_envs) if capacity > 0 else 0
         self.directory = writer.path / EPISODES
         self.streams = [Stream() for _ in range(num_envs)]
         self.episode_starts = [0] * num_envs
@@ -73,6 +85,18 @@ class Replay:
         if step["is_first"]:
             self.episode_starts[env_index] = stream.size
         stream.append(step)
+        self._trim(env_index)
+
+    def _trim(self, env_index: int) -> None:
+        """Drop a stream's oldest steps beyond its capacity, never into the current episode.
+        Done in chunks of an eighth of the capacity, so copying stays O(1) per step."""
+        stream, limit = self.streams[env_index], self.stream_capacity
+        if not limit or stream.size <= limit + max(limit // 8, 1):
+            return
+        count = min(stream.size - limit, self.episode_starts[env_index])
+        if count > 0:
+            stream.drop_oldest(count)
+            self.episode_starts[env_index] -= count
 
     def finish_episode(self, env_index: int) -> dict[str, np.ndarray]:
         """Save env `env_index`'s episode that just ended; return its arrays."""
@@ -88,6 +112,8 @@ class Replay:
         artifacts = episode_artifacts(self.directory)
         for artifact in artifacts:
             self.streams[0].extend(_load_episode(artifact.path))
+            self.episode_starts[0] = self.streams[0].size
+            self._trim(0)
         self.num_episodes = artifacts[-1].number + 1 if artifacts else 0
         return len(artifacts)
 

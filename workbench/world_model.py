@@ -121,6 +121,9 @@ class WorldModel(nn.Module):
         for head in (self.reward_head, self.cost_head):  # start by predicting exactly 0
             nn.init.zeros_(head[-1].weight)
             nn.init.zeros_(head[-1].bias)
+        # Convolutions in channels-last layout (encoder input is NHWC already): measured at
+        # `cpu` sizes, bf16, one thread, 0.93x the world-model update's time.
+        self.to(memory_format=torch.channels_last)
         self.optimizer = adam(self.parameters(), c.lr)
 
     # ----- states and transitions -------------------------------------------------------------
