@@ -256,6 +256,33 @@ PARTIAL_MESSAGES = {
 }
 
 
+def write_partial_run(folder: Path) -> None:
+    """A run whose writer died early (see `partial_root`)."""
+    folder.mkdir(parents=True)
+    write_json(folder / "config.json", resolve("tiny").to_dict())
+    write_json(folder / "run.json", {"schema": 1, "algo": "dreamer", "status": "running", "pid": 1})
+    lines = [
+        {"kind": "start", "step": 0, "time": 0.0, "resumed": False},
+        {"kind": "episode", "step": 50, "time": 1.0, "return": 1.5, "cost": 2.0, "length": 50},
+    ]
+    (folder / "metrics.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_every_page_finds_a_run_that_appears_and_says_so(page, tmp_path, monkeypatch):
+    at = open_page(page, tmp_path, monkeypatch)
+    assert not at.exception and at.sidebar.multiselect[0].options == []
+    write_partial_run(tmp_path / "newcomer")  # as another process would
+    at.run()  # what the page's folder watcher does every refresh period
+    assert not at.exception
+    assert any("newcomer" in toast.value for toast in at.toast)
+    assert at.sidebar.multiselect[0].value == ["newcomer"]  # nothing was chosen: chosen now
+    write_partial_run(tmp_path / "second")
+    at.run()
+    assert at.sidebar.multiselect[0].value == ["newcomer"]  # a choice is kept
+    assert any("second" in toast.value for toast in at.toast)
+
+
 @pytest.mark.parametrize("page", PAGES)
 def test_pages_explain_a_partial_run(page, partial_root, monkeypatch):
     at = open_page(page, partial_root, monkeypatch)
