@@ -179,3 +179,15 @@ def test_stop_ends_background_training_cleanly(tmp_path, fake_envs):
     training.stop()
     assert training.wait(timeout=60) == "stopped"
     assert training.engine.step < 100_000
+
+
+def test_episode_view_sets_the_learned_against_the_true_distance():
+    episode = fake_episode()
+    steps = len(episode["frame"])
+    distance = np.linspace(-0.5, 1.0, steps)
+    episode = {**episode, "hazard_distance": distance, "barrier": 2 * distance}
+    stepper = widgets.EpisodeView()
+    stepper.show(widgets.BoardData(episode=episode), {"episode"})
+    titles = [a.text for a in stepper.truth.layout.annotations]
+    assert titles[0] == "barrier B(z): correlation +1.00"
+    assert "hazard_distance" in stepper.caption.value

@@ -355,9 +355,11 @@ class ImaginationView:
             return
         index = self.rollout.value
         frames = self.snapshot["imag_frames"][:, index]
-        labels = [str(t) for t in range(len(frames))]
-        strip = figures.frame_strip(frames, labels, scale=1, title="decoded imagined frames")
-        redraw(self.frames, strip)
+        labels = [f"t={t}" for t in range(len(frames))]
+        grid = figures.frame_grid(
+            frames, labels, columns=8, scale=2, title="decoded imagined frames"
+        )
+        redraw(self.frames, grid)
         redraw(self.plot, figures.imagination_figure(self.snapshot, index))
 
 
@@ -393,10 +395,11 @@ class EpisodeView:
         self.step.observe(lambda _: self._draw(), names="value")
         self.images = go.FigureWidget()
         self.plot = go.FigureWidget()
+        self.truth = go.FigureWidget()
         self.caption = ipw.HTML("no evaluation episode yet")
         self.episode: dict[str, np.ndarray] | None = None
         self.widget = ipw.VBox(
-            [ipw.HBox([self.play, self.step]), self.caption, self.images, self.plot]
+            [ipw.HBox([self.play, self.step]), self.caption, self.images, self.plot, self.truth]
         )
 
     def show(self, data: BoardData, changed: set[str]) -> None:
@@ -406,6 +409,8 @@ class EpisodeView:
         last = len(data.episode["frame"]) - 1
         self.play.max = self.step.max = last
         self.step.value = min(self.step.value, last)
+        if figures.has_true_distance(data.episode):  # the learned against the true
+            redraw(self.truth, figures.true_distance_figure([data.episode]))
         self._draw()
 
     def _draw(self) -> None:
@@ -423,7 +428,7 @@ class EpisodeView:
 
 def _step_caption(episode: dict[str, np.ndarray], t: int) -> str:
     parts = [f"step {t}"]
-    for key in ("reward", "cost", "pred_cost", "barrier", "disagreement"):
+    for key in ("reward", "cost", "pred_cost", "barrier", "hazard_distance", "disagreement"):
         if key in episode:
             parts.append(f"{key} {float(episode[key][t]):.3g}")
     if "action" in episode:
