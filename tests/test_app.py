@@ -113,10 +113,10 @@ def test_runs_page_shows_every_metric_in_a_learners_order(real_root, monkeypatch
     assert len(at.get("plotly_chart")) + len(at.metric) == expected > 20
     specs = chart_specs(at)
     titles = [spec["layout"]["title"]["text"] for spec in specs]
-    story = [figures.metric_title(k) for k in figures.STORY]
+    story = [figures.metric_title(k, note=True) for k in figures.STORY]
     plotted = [title for title in titles if title in story]  # the constant ones are numbers
-    assert titles[: len(plotted)] == plotted and "return (per training episode)" in plotted
-    cost = specs[titles.index(figures.metric_title("cost"))]
+    assert titles[: len(plotted)] == plotted and plotted[0].startswith("return<br>")
+    cost = specs[titles.index(figures.metric_title("cost", note=True))]
     limit = run.config()["agent"]["cost_limit"]
     assert sorted(shape["y0"] for shape in cost["layout"]["shapes"]) == [0, limit]
     assert len(chart_specs(at)[0]["data"][0]["x"]) == len(run.metrics("episode"))

@@ -74,7 +74,11 @@ def show_metrics(pairs: list, records: dict, limit: float | None, columns: int =
     show_numbers(numbers, records)
     charts = [
         figures.curves(
-            records[kind], key, smooth=smooth, cost_limit=limit, title=figures.metric_title(key)
+            records[kind],
+            key,
+            smooth=smooth,
+            cost_limit=limit,
+            title=figures.metric_title(key, note=True),
         )
         for kind, key in pairs
         if (kind, key) not in numbers

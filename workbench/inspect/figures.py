@@ -60,12 +60,13 @@ ACTION_COLORS = ("#393b79", "#bcbd22", "#637939", "#843c39")
 
 
 def color_of(quantity: str) -> str:
-    """The palette's colour of a quantity (`imag_cost` and `health/unsafe_pred_cost` included)."""
-    name = quantity.removeprefix("imag_").rsplit("/", 1)[-1]
+    """The palette's colour of a quantity (`imag_cost` and `health/unsafe_pred_cost` included;
+    `barrier/...` metrics have the barrier's colour)."""
+    group, _, name = quantity.removeprefix("imag_").rpartition("/")
     for key in sorted(PALETTE, key=len, reverse=True):
         if name == key or name.endswith(f"_{key}") or name.startswith(f"{key}_"):
             return PALETTE[key]
-    return "#555555"
+    return PALETTE.get(group, "#555555")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -196,8 +197,12 @@ def truthful(
 
 
 def _layout(figure: go.Figure, title: str, height: int) -> go.Figure:
+    top = 70 if "<br>" in title else 50  # room for a title's second line
     figure.update_layout(
-        title=title, height=height, margin={"l": 50, "r": 20, "t": 50, "b": 40}, hovermode="closest"
+        title=title,
+        height=height,
+        margin={"l": 50, "r": 20, "t": top, "b": 40},
+        hovermode="closest",
     )
     return figure
 
@@ -295,25 +300,27 @@ OPERATING_POINT = (
 
 
 METRIC_TITLES = {
-    "return": "return (per training episode)",
-    "cost": "episode cost (red dashes: the cost limit)",
-    "cumulative_cost": "cumulative cost (every unsafe step so far)",
-    "health/reward_r2": "reward R² (1: perfect, 0: no better than the mean)",
-    "health/reward_corr": "reward correlation (predicted vs received)",
-    "health/cost_auroc": "cost AUROC (0.5: chance, 1: tells every unsafe step)",
-    "health/object_error": "object error (hazards and goal in the reconstruction)",
-    "lagrange/multiplier": "Lagrange multiplier (price of cost)",
-    "planner/feasible_fraction": "planner: fraction of plans within the cost limit",
-    "cerl/feasible": "CERL: feasible (worst-member cost under budget)",
-    "lspc/feasible_fraction": "LSPC: feasible fraction",
-    "barrier/unsafe_accuracy": "barrier: unsafe states with B < 0",
-    "barrier/safe_accuracy": "barrier: safe states with B > 0",
+    "return": ("return", "per training episode"),
+    "cost": ("episode cost", "red dashes: the cost limit"),
+    "cumulative_cost": ("cumulative cost", "every unsafe step so far"),
+    "health/reward_r2": ("reward R²", "1: perfect; 0: no better than the mean"),
+    "health/reward_corr": ("reward correlation", "predicted against received"),
+    "health/cost_auroc": ("cost AUROC", "0.5: chance; 1: tells every unsafe step"),
+    "health/object_error": ("object error", "hazards and goal, reconstructed"),
+    "lagrange/multiplier": ("Lagrange multiplier", "the price of cost"),
+    "planner/feasible_fraction": ("feasible plans", "fraction within the cost limit"),
+    "cerl/feasible": ("CERL feasible", "worst member's cost under budget"),
+    "lspc/feasible_fraction": ("LSPC feasible fraction", ""),
+    "barrier/unsafe_accuracy": ("barrier on unsafe states", "fraction with B < 0"),
+    "barrier/safe_accuracy": ("barrier on safe states", "fraction with B > 0"),
 }
-"""What a metric means, as its plot's title (the key where none is written)."""
+"""What a metric means: (title, a note under it), the key where none is written."""
 
 
-def metric_title(key: str) -> str:
-    return METRIC_TITLES.get(key, key)
+def metric_title(key: str, *, note: bool = False) -> str:
+    """A metric's title, with its note in small type under it when `note` (for a plot)."""
+    title, under = METRIC_TITLES.get(key, (key, ""))
+    return f"{title}<br><sup>{under}</sup>" if note and under else title
 
 
 def learner_sections(keys_by_kind: Mapping[str, Iterable[str]]) -> dict[str, list[tuple[str, str]]]:
