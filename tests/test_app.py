@@ -493,7 +493,7 @@ def test_true_distance_view_computes_the_correlation_of_a_hand_made_run():
 def test_frame_grid_wraps_frames_in_rows_large_enough_to_see():
     frames = np.zeros((16, 64, 64, 3), np.uint8)
     figure = figures.frame_grid(frames, columns=8, scale=3)
-    assert np.asarray(figure.data[0].z).shape[0] == 2 * (
+    assert figures.image_of(figure.data[0].source).shape[0] == 2 * (
         64 + 12
     )  # two rows, each with a label band
     assert figure.layout.width >= 8 * 64 * 3 and len(figure.layout.annotations) == 16
@@ -502,7 +502,7 @@ def test_frame_grid_wraps_frames_in_rows_large_enough_to_see():
 def test_frame_strip_and_enlarge():
     frames = np.stack([np.full((4, 4, 3), value, np.uint8) for value in (10, 20, 30)])
     figure = figures.frame_strip(frames, ["a", "b", "c"])
-    image = np.asarray(figure.data[0].z)
+    image = figures.image_of(figure.data[0].source)  # a PNG, small in a saved notebook
     assert image.shape == (4, 3 * 4 + 2 * 2, 3)
     assert (image[0, 4, 0], image[0, 6, 0]) == (255, 20)  # a white gap, then the second frame
     assert figures.enlarge(frames[0], 3).shape == (12, 12, 3)

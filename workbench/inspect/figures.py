@@ -22,6 +22,7 @@ Helpers that choose what to draw: `metric_keys`, `metric_groups`, `learner_secti
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ from typing import Any
 
 import numpy as np
 import plotly.graph_objects as go
+import plotly.io as pio
 from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
@@ -194,6 +196,26 @@ def truthful(
     draw_references(figure, axis, cost_limit, **where)
     figure.update_yaxes(range=axis_range(axis, values, cost_limit), **where)
     return figure
+
+
+# ---------------------------------------------------------------------------------------------
+# Figures readable anywhere.
+
+
+def figure_bundle(figure: go.Figure) -> dict[str, Any]:
+    """A figure's display data: plotly's own mime type (interactive in JupyterLab), HTML (a
+    notebook exported or read without a kernel) and text."""
+    return {
+        "application/vnd.plotly.v1+json": json.loads(pio.to_json(figure, validate=False)),
+        "text/html": figure_html(figure),
+        "text/plain": f"<figure: {figure.layout.title.text or 'plot'}>",
+    }
+
+
+def figure_html(figure: go.Figure) -> str:
+    """A figure as an HTML fragment that needs nothing but plotly.js from its CDN (loaded once by
+    the browser, however many figures use it)."""
+    return pio.to_html(figure, include_plotlyjs="cdn", full_html=False, validate=False)
 
 
 def _layout(figure: go.Figure, title: str, height: int) -> go.Figure:
@@ -532,7 +554,7 @@ def frame_strip(
     for i, frame in enumerate(frames):
         strip[:, i * (width + gap) : i * (width + gap) + width] = frame
     labels = list(labels) if labels is not None else [str(i) for i in range(count)]
-    figure = go.Figure(go.Image(z=strip, hoverinfo="skip"))
+    figure = go.Figure(go.Image(source=png_source(strip), hoverinfo="skip"))
     figure.update_xaxes(
         tickvals=[i * (width + gap) + width / 2 for i in range(count)],
         ticktext=labels,
@@ -572,7 +594,7 @@ def frame_grid(
             x=left + width / 2, y=top - band / 2, text=labels[i], showarrow=False,
             font={"size": 11}, yanchor="middle",
         )  # fmt: skip
-    figure.add_trace(go.Image(z=grid, hoverinfo="skip"))
+    figure.add_trace(go.Image(source=png_source(grid), hoverinfo="skip"))
     figure.update_xaxes(visible=False)
     figure.update_yaxes(visible=False)
     figure.update_layout(
@@ -582,6 +604,30 @@ def frame_grid(
         margin={"l": 10, "r": 10, "t": 50 if title else 10, "b": 10},
     )
     return figure
+
+
+def png_source(image: np.ndarray) -> str:
+    """An image [H, W, 3] (uint8) as a PNG data URI: a few kB in a saved figure or notebook,
+    where the pixels as numbers would be hundreds."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(np.asarray(image, dtype=np.uint8)).save(buffer, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def image_of(source: str) -> np.ndarray:
+    """The pixels [H, W, 3] of a PNG data URI (`png_source`'s inverse)."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    data = base64.b64decode(source.split(",", 1)[1])
+    return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
 
 
 def enlarge(frame: np.ndarray, factor: int = 4) -> np.ndarray:
