@@ -218,6 +218,8 @@ def test_a_board_on_a_run_directory_shows_its_state_from_the_start(tmp_path, che
     assert "step 50" in board.header.value  # read when made, not "waiting for the run..."
     assert board.header.value in board.static_html()
     assert list(curve(board)) == [1.0]
+    cost = board.views["curves"].panels[1][1]
+    assert resolve("tiny").agent.cost_limit in [shape.y0 for shape in cost.layout.shapes]
 
 
 def test_viewers_never_write_into_the_shipped_runs():

@@ -164,6 +164,7 @@ class BoardHook(Hook):
 
     def on_train_start(self, event: TrainStart) -> None:
         self.every = event.engine.config.train.log_every
+        self.inbox.put("cost_limit", event.engine.config.agent.cost_limit)
         self.inbox.put("status", "running")
 
     def on_episode_end(self, event: EpisodeEnd) -> None:
@@ -253,6 +254,8 @@ class BoardData:
     """The latent map's coordinates [M, 2] of the snapshot's latents (None until fitted)."""
     episode: dict[str, np.ndarray] | None = None
     status: str = "empty"
+    cost_limit: float | None = None
+    """The run's episode cost budget, drawn on the cost curve."""
 
 
 class CurvesView:
@@ -261,6 +264,7 @@ class CurvesView:
 
     def __init__(self, keys: Iterable[str] = ("return", "cost")):
         self.records: list[dict[str, Any]] = []
+        self.cost_limit: float | None = None
         self.panels = []
         for key in keys:
             menu = ipw.Dropdown(options=[key], value=key, description="metric")
@@ -272,7 +276,7 @@ class CurvesView:
     def show(self, data: BoardData, changed: set[str]) -> None:
         if "records" not in changed:
             return
-        self.records = data.records
+        self.records, self.cost_limit = data.records, data.cost_limit
         keys = figures.metric_keys(self.records)
         for menu, plot in self.panels:
             if len(keys) != len(menu.options):
@@ -289,7 +293,7 @@ class CurvesView:
         evaluations = [r for r in self.records if r.get("kind") == "eval"]
         if evaluations:
             runs["evaluation"] = evaluations
-        redraw(plot, figures.curves(runs, menu.value, height=320))
+        redraw(plot, figures.curves(runs, menu.value, height=320, cost_limit=self.cost_limit))
 
 
 class LatentMapView:
@@ -515,6 +519,7 @@ class Board:
         self.projecting: threading.Thread | None = None
         if run_dir is not None:
             self.follower = RunFollower(Run(run_dir), self.inbox, interval)
+            self.inbox.put("cost_limit", _cost_limit(self.follower.run))
             self.refresh()  # what the run holds now, shown from the start
             if wait and self.projecting is not None:
                 self.projecting.join()
@@ -599,6 +604,8 @@ class Board:
                 data.coords = coords
             elif kind == "status":
                 data.status = payload
+            elif kind == "cost_limit":
+                data.cost_limit, kind = payload, "records"  # the cost curve is drawn anew
             elif kind == "error":
                 self.errors.append_stderr(payload)
             changed.add(kind)
@@ -627,6 +634,14 @@ class Board:
             self.inbox.put("coords", (snapshot_path, map_coordinates(snapshot_path)))
         except Exception:
             self.inbox.put("error", traceback.format_exc())
+
+
+def _cost_limit(run: Run) -> float | None:
+    """The run's cost limit, or None while its config cannot be read."""
+    try:
+        return float(run.config()["agent"]["cost_limit"])
+    except (OSError, ValueError, KeyError, TypeError, RuntimeError):
+        return None
 
 
 def _import_before_threads() -> None:
