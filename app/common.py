@@ -85,13 +85,14 @@ def open_run(path: Path) -> Run:
 
 def sidebar() -> None:
     """Runs to show and live-refresh settings (the widgets live in the main script, so their
-    state holds across pages)."""
+    state holds across pages). Runs that appear in the folder meanwhile, written by any process,
+    are announced and offered (chosen at once when none was); see `watch_folder`."""
     st.sidebar.caption(f"Watching `{runs_root().resolve()}`")
     labels = list(available_runs())
+    announce_new_runs(labels)
     st.sidebar.multiselect(
         "Runs",
         labels,
-        default=labels[:1],
         key="runs",
         help="The Runs page overlays them; the other pages show one of them.",
     )
@@ -99,6 +100,34 @@ def sidebar() -> None:
     st.sidebar.slider(
         "Refresh every (s)", 1, 30, 3, key="refresh", disabled=not st.session_state.live
     )
+    watch_folder()
+
+
+def announce_new_runs(labels: list[str]) -> None:
+    """Keep the chosen runs that still exist (the newest when nothing was chosen yet), and say
+    which runs appeared since this session last looked, choosing the first that appears when no
+    run is chosen. Sets the `runs` widget's state, so call it before the widget is drawn."""
+    known = st.session_state.get("_known_runs")
+    st.session_state["_known_runs"] = labels
+    if "runs" not in st.session_state:  # a new session: the newest run
+        st.session_state["runs"] = labels[:1]
+        return
+    chosen = [label for label in st.session_state["runs"] if label in labels]
+    appeared = [label for label in labels if known is not None and label not in known]
+    for label in appeared:
+        st.toast(f"New run in the folder: **{label}**", icon=":material/fiber_new:")
+    if appeared and not chosen:
+        chosen = appeared[:1]
+    if appeared:
+        st.session_state["_appeared"] = appeared
+    st.session_state["runs"] = chosen
+    if st.session_state.get("_appeared"):
+        st.sidebar.caption("New: " + ", ".join(f"`{a}`" for a in st.session_state["_appeared"]))
+
+
+def watch_folder() -> None:
+    """Rerun the page when runs appear in (or leave) the watched folder, every refresh period."""
+    rerun_when_changed(lambda: tuple(available_runs()), "_runs_in_folder")
 
 
 def refresh_every() -> float | None:

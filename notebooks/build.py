@@ -42,7 +42,8 @@ def exercise(name: str, data: str = "") -> list:
 def scale_cell(minutes: str) -> str:
     return (
         f"SCALE = notebook_scale()  # 1: {minutes} on 2 CPU cores; raise it to train longer and sample more\n"
-        f"print('SCALE =', SCALE)"
+        f"print('SCALE =', SCALE)\n"
+        f"readable_anywhere()  # every figure also saved as HTML: the lesson reads without a kernel"
     )
 
 
@@ -66,7 +67,7 @@ from workbench.checkpoint import load_agent
 from workbench.evaluation import episode_summary, play_episode
 from workbench.envs import make_env
 from workbench.inspect.projection import load_snapshot, probe_accuracy
-from workbench.lessons import check, notebook_scale, pretrained_run, scaled, solution
+from workbench.lessons import check, notebook_scale, pretrained_run, readable_anywhere, scaled, solution
 from workbench.runs import Run
 """),
     code(scale_cell("about a minute")),
@@ -94,7 +95,7 @@ the world model), **disagreement** of the world model's ensemble, and an **episo
 (press play). Opened on a run that is still training, it follows it as it grows.
 """),
     code("""
-board = widgets.Board(run.path)
+board = widgets.Board(run.path, wait=True)  # wait: the latent map's first fit takes seconds
 board
 """),
     md("""
@@ -164,7 +165,7 @@ from workbench.agents import make_agent
 from workbench.config import resolve
 from workbench.envs import NAV_TASKS, make_env
 from workbench.inspect.figures import frame_strip
-from workbench.lessons import check, notebook_scale, scaled, solution
+from workbench.lessons import check, notebook_scale, readable_anywhere, scaled, solution
 from workbench.world_model import WorldModel
 """),
     code(scale_cell("about a minute")),
@@ -278,7 +279,7 @@ from workbench.config import resolve
 from workbench.evaluation import play_episode
 from workbench.envs import make_env
 from workbench.inspect.figures import frame_strip
-from workbench.lessons import check, notebook_scale, pretrained_run, scaled, solution
+from workbench.lessons import check, notebook_scale, pretrained_run, readable_anywhere, scaled, solution
 """),
     code(scale_cell("about 2 minutes")),
     md("""
@@ -411,7 +412,7 @@ from workbench import widgets
 from workbench.agents.barrier import barrier_loss, invariance_violation
 from workbench.config import BarrierConfig
 from workbench.inspect.projection import load_snapshot
-from workbench.lessons import check, notebook_scale, pretrained_run, scaled, solution
+from workbench.lessons import check, notebook_scale, pretrained_run, readable_anywhere, scaled, solution
 from workbench.runs import Run, load_arrays
 """),
     code(scale_cell("about a minute")),
@@ -560,7 +561,7 @@ from workbench.checkpoint import load_agent
 from workbench.evaluation import play_episode
 from workbench.envs import make_env
 from workbench.inspect.figures import frame_strip
-from workbench.lessons import check, notebook_scale, pretrained_run, scaled, solution
+from workbench.lessons import check, notebook_scale, pretrained_run, readable_anywhere, scaled, solution
 """),
     code(scale_cell("about a minute")),
     code("""
@@ -684,7 +685,7 @@ from plotly.subplots import make_subplots
 from workbench.agents.lagrange import PIDLagrangian
 from workbench.agents.osrp import cross_entropy_plan, select_elites
 from workbench.config import LagrangeConfig, PlannerConfig
-from workbench.lessons import check, notebook_scale, scaled, solution
+from workbench.lessons import check, notebook_scale, readable_anywhere, scaled, solution
 """),
     code(scale_cell("under a minute")),
     md("""
@@ -821,7 +822,7 @@ from workbench.config import resolve
 from workbench.datasets import Behaviour, build_dataset, load_dataset
 from workbench.evaluation import evaluate_run
 from workbench.inspect.projection import load_snapshot
-from workbench.lessons import check, notebook_scale, pretrained_run, scaled, solution
+from workbench.lessons import check, notebook_scale, pretrained_run, readable_anywhere, scaled, solution
 from workbench.runs import Run
 """),
     code(scale_cell("about 4 minutes")),

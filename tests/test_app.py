@@ -95,19 +95,32 @@ def test_home_shows_the_runs_page(real_root, monkeypatch):
 
 
 @pytest.mark.real
-def test_runs_page_draws_every_logged_metric(real_root, monkeypatch):
+def test_runs_page_shows_every_metric_in_a_learners_order(real_root, monkeypatch):
     at = open_page("runs", real_root, monkeypatch)
     assert not at.exception and not at.warning
     assert "finished" in texts(at, "markdown")[0] and "barrier" in texts(at, "markdown")[0]
-    # one chart per key of each kind: episode (4), eval (3) and every training metric
+    assert [h.value for h in at.subheader][:4] == [
+        "How the agent is doing",
+        "Does the world model know the task?",
+        "Where the algorithm operates",
+        "Everything else",
+    ]
+    # every key of each kind, once: as a plot when it varies, else as a number
     run = Run(real_root / "barrier")
     expected = sum(
         len(figures.metric_keys(run.metrics(kind))) for kind in ("episode", "eval", "train")
     )
-    assert len(at.get("plotly_chart")) == expected > 20
-    specs = {spec["layout"]["title"]["text"]: spec for spec in chart_specs(at)}
-    assert {"return", "cost", "cumulative_cost", "barrier/safe_accuracy", "wm/recon"} <= set(specs)
-    assert len(specs["return"]["data"][0]["x"]) == len(run.metrics("episode"))
+    assert len(at.get("plotly_chart")) + len(at.metric) == expected > 20
+    specs = chart_specs(at)
+    titles = [spec["layout"]["title"]["text"] for spec in specs]
+    story = [figures.metric_title(k, note=True) for k in figures.STORY]
+    plotted = [title for title in titles if title in story]  # the constant ones are numbers
+    assert titles[: len(plotted)] == plotted and plotted[0].startswith("return<br>")
+    cost = specs[titles.index(figures.metric_title("cost", note=True))]
+    limit = run.config()["agent"]["cost_limit"]
+    assert sorted(shape["y0"] for shape in cost["layout"]["shapes"]) == [0, limit]
+    assert len(chart_specs(at)[0]["data"][0]["x"]) == len(run.metrics("episode"))
+    assert at.expander  # the rest, folded away
 
 
 @pytest.mark.real
@@ -130,11 +143,12 @@ def test_imagination_page_shows_a_rollout_with_its_frames(real_root, monkeypatch
     assert not at.exception and not at.warning
     starts = at.selectbox(key="rollout")
     assert len(starts.options) == 8 and starts.options[0].startswith("rollout 0: from latent")
-    figure, strip = chart_specs(at)
+    (figure,) = chart_specs(at)
     titles = [a["text"] for a in figure["layout"]["annotations"]]
     assert titles[:3] == ["barrier B(z)", "predicted cost", "disagreement"]
-    assert strip["data"][0]["type"] == "image"
-    assert len(strip["layout"]["xaxis"]["ticktext"]) == 6  # horizon 5: t = 0..5
+    frames = at.get("image")[-1].proto.imgs  # the real start frame, then t = 0..5 (horizon 5)
+    assert len(frames) == 7 and frames[0].caption == "real start frame"
+    assert frames[1].caption.startswith("imagined t=0, B=")
     starts.set_value(3).run()
     assert chart_specs(at)[0]["data"][1]["name"] == "rollout 3"
 
@@ -256,14 +270,42 @@ PARTIAL_MESSAGES = {
 }
 
 
+def write_partial_run(folder: Path) -> None:
+    """A run whose writer died early (see `partial_root`)."""
+    folder.mkdir(parents=True)
+    write_json(folder / "config.json", resolve("tiny").to_dict())
+    write_json(folder / "run.json", {"schema": 1, "algo": "dreamer", "status": "running", "pid": 1})
+    lines = [
+        {"kind": "start", "step": 0, "time": 0.0, "resumed": False},
+        {"kind": "episode", "step": 50, "time": 1.0, "return": 1.5, "cost": 2.0, "length": 50},
+    ]
+    (folder / "metrics.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_every_page_finds_a_run_that_appears_and_says_so(page, tmp_path, monkeypatch):
+    at = open_page(page, tmp_path, monkeypatch)
+    assert not at.exception and at.sidebar.multiselect[0].options == []
+    write_partial_run(tmp_path / "newcomer")  # as another process would
+    at.run()  # what the page's folder watcher does every refresh period
+    assert not at.exception
+    assert any("newcomer" in toast.value for toast in at.toast)
+    assert at.sidebar.multiselect[0].value == ["newcomer"]  # nothing was chosen: chosen now
+    write_partial_run(tmp_path / "second")
+    at.run()
+    assert at.sidebar.multiselect[0].value == ["newcomer"]  # a choice is kept
+    assert any("second" in toast.value for toast in at.toast)
+
+
 @pytest.mark.parametrize("page", PAGES)
 def test_pages_explain_a_partial_run(page, partial_root, monkeypatch):
     at = open_page(page, partial_root, monkeypatch)
     assert not at.exception
     shown = " ".join(texts(at, "markdown") + texts(at, "info") + texts(at, "caption"))
     assert PARTIAL_MESSAGES[page] in shown
-    if page == "runs":  # the complete lines are drawn, the partial one is not (yet)
-        assert len(at.get("plotly_chart")) == 3  # episode return, cost, length
+    if page == "runs":  # the complete lines are shown, the partial one is not (yet)
+        assert not at.get("plotly_chart")  # one episode: return, cost, length as numbers
+        assert [m.value for m in at.metric] == ["1.5", "2", "50"]
 
 
 @pytest.mark.parametrize("page", PAGES)
@@ -318,7 +360,10 @@ def test_imagination_figure_marks_the_barrier_boundary():
         "imag_disagreement": np.ones((horizon, rollouts)),
     }
     figure = figures.imagination_figure(snapshot, rollout=1)
-    assert [shape.y0 for shape in figure.layout.shapes] == [0]  # B = 0 on the barrier row only
+    references = [(shape.yref, shape.y0) for shape in figure.layout.shapes]
+    assert references == [("y", 0), ("y2", 0), ("y3", 0)]  # B, predicted cost, disagreement
+    low, high = figure.layout.yaxis2.range  # predicted cost, all 0: [0, 1], not a zoom on 0
+    assert low <= 0 and high >= 1
     line = figure.data[1]
     assert list(line.y) == list(snapshot["imag_barrier"][:, 1])
     assert list(figure.data[5].x) == [0.5, 1.5, 2.5, 3.5]  # disagreement between steps
@@ -335,13 +380,129 @@ def test_episode_figure_marks_the_step_on_every_row():
     }
     figure = figures.episode_figure(episode, 3)
     assert [a.text for a in figure.layout.annotations] == ["cost", "disagreement", "action"]
-    assert [shape.x0 for shape in figure.layout.shapes] == [3, 3, 3]
+    step_lines = [
+        shape.x0 for shape in figure.layout.shapes if shape.type == "line" and shape.x0 == shape.x1
+    ]
+    assert step_lines == [3, 3, 3]
+    colors = [trace.line.color for trace in figure.data]
+    assert len(set(colors)) == len(colors)  # cost, predicted cost, disagreement, actions differ
+
+
+def test_axes_draw_their_references_and_never_zoom_into_noise():
+    records = {"a": [{"step": s, "cost": 0.0, "return": 5.0 + 1e-4 * s} for s in range(10)]}
+    cost = figures.curves(records, "cost", cost_limit=2.0)
+    assert sorted(shape.y0 for shape in cost.layout.shapes) == [0.0, 2.0]  # 0 and the budget
+    assert any("cost limit 2" in a.text for a in cost.layout.annotations)
+    low, high = cost.layout.yaxis.range
+    assert low <= 0 and high >= 2 and low > -0.2  # both references in view, not far below 0
+    flat = figures.curves(records, "return")
+    low, high = flat.layout.yaxis.range
+    assert high - low >= figures.CURVE_AXES["return"].min_span  # 1e-3 of noise stays flat
+    auroc = figures.curves({"a": [{"step": 1, "health/cost_auroc": 0.8}]}, "health/cost_auroc")
+    low, high = auroc.layout.yaxis.range
+    assert low < 0 < 1 < high  # a probability on [0, 1]
+    assert figures.curve_axis("barrier/unsafe_accuracy") == figures.PROBABILITY
+    assert figures.curve_axis("health/hazard_corr_barrier") == figures.CORRELATION
+
+
+def test_axis_range_widens_about_the_middle_and_stops_at_the_floor():
+    axis = figures.Axis(min_span=1.0, floor=0.0, relative_span=0.0)
+    assert np.allclose(figures.axis_range(axis, [0.1, 0.1001]), [-0.04, 1.04])
+    centred = figures.axis_range(figures.Axis(min_span=2.0, relative_span=0.0), [5.0])
+    assert np.allclose(centred, [3.92, 6.08])
+
+
+def test_learner_sections_put_the_story_first_and_numbers_apart():
+    keys = {
+        "episode": ["cost", "cumulative_cost", "length", "return"],
+        "eval": ["cost", "health/cost_auroc", "health/reward_corr", "return"],
+        "train": ["barrier/unsafe_accuracy", "lagrange/multiplier", "wm/kl"],
+    }
+    sections = figures.learner_sections(keys)
+    assert sections["story"] == [
+        ("episode", "return"),
+        ("episode", "cost"),
+        ("episode", "cumulative_cost"),
+    ]
+    assert sections["health"] == [("eval", "health/reward_corr"), ("eval", "health/cost_auroc")]
+    assert [key for _, key in sections["operating point"]] == [
+        "lagrange/multiplier",
+        "barrier/unsafe_accuracy",
+    ]
+    assert ("episode", "length") in sections["rest"] and ("train", "wm/kl") in sections["rest"]
+    constant = {"a": [{"step": s, "length": 500} for s in range(5)]}
+    single = {"a": [{"step": 100, "health/cost_auroc": 0.7}], "b": []}
+    assert figures.is_number(constant, "length") and figures.is_number(single, "health/cost_auroc")
+    assert not figures.is_number({"a": [{"step": 1, "x": 1.0}, {"step": 2, "x": 2.0}]}, "x")
+
+
+def test_palette_gives_each_quantity_one_colour():
+    assert figures.color_of("cost") == figures.color_of("imag_cost") == figures.PALETTE["cost"]
+    assert figures.color_of("health/unsafe_pred_cost") == figures.PALETTE["pred_cost"]
+    assert figures.color_of("imag_barrier") == figures.PALETTE["barrier"]
+    distinct = [
+        figures.color_of(k) for k in ("cost", "pred_cost", "cost_value", "barrier", "value")
+    ]
+    assert len(set(distinct + list(figures.ACTION_COLORS))) == len(distinct) + len(
+        figures.ACTION_COLORS
+    )
+
+
+def hand_made_episodes() -> list[dict]:
+    """Two episodes whose barrier is 2 * distance + known noise, one distance unknown (NaN)."""
+    distance = np.array([-0.3, -0.1, 0.2, 0.5, 0.9, np.nan])
+    noise = np.array([0.1, -0.2, 0.05, 0.0, -0.1, 7.0])
+    first = {
+        "hazard_distance": distance,
+        "barrier": 2 * distance + noise,
+        "pred_cost": (distance < 0).astype(float),
+        "cost": (distance < 0).astype(float),
+    }
+    second = {
+        "hazard_distance": np.array([1.5, -0.5]),
+        "barrier": np.array([3.0, -1.0]),
+        "pred_cost": np.array([0.0, 1.0]),
+        "cost": np.array([0.0, 1.0]),
+    }
+    return [first, second]  # fmt: skip
+
+
+def test_true_distance_view_computes_the_correlation_of_a_hand_made_run():
+    episodes = hand_made_episodes()
+    known_distance = np.array([-0.3, -0.1, 0.2, 0.5, 0.9, 1.5, -0.5])
+    known_barrier = np.array([-0.5, -0.4, 0.45, 1.0, 1.7, 3.0, -1.0])
+    expected = np.corrcoef(known_distance, known_barrier)[0, 1]
+    assert figures.true_distance_correlation(episodes, "barrier") == pytest.approx(expected)
+    assert figures.true_distance_correlation(episodes, "pred_cost") < -0.5  # cost: inside
+    figure = figures.true_distance_figure(episodes)
+    titles = [a.text for a in figure.layout.annotations]
+    assert titles[0] == f"barrier B(z): correlation {expected:+.2f}"
+    assert titles[1].startswith("predicted cost: correlation -")
+    assert sum(len(trace.x) for trace in figure.data if trace.xaxis == "x") == 7  # NaN left out
+    assert figures.true_distance_correlation([{"barrier": np.ones(3)}], "barrier") is None
+    with_distance = {**episodes[0], "frame": np.zeros((6, 8, 8, 3), np.uint8)}
+    rows = [a.text for a in figures.episode_figure(with_distance, 0).layout.annotations]
+    assert "true distance to a hazard" in rows
+    coloring = figures.color_choices({"unsafe": np.zeros(2, bool), "hazard_distance": np.ones(2)})
+    assert "true hazard distance" in coloring
+    assert "true hazard distance" not in figures.color_choices(
+        {"hazard_distance": np.full(2, np.nan)}
+    )
+
+
+def test_frame_grid_wraps_frames_in_rows_large_enough_to_see():
+    frames = np.zeros((16, 64, 64, 3), np.uint8)
+    figure = figures.frame_grid(frames, columns=8, scale=3)
+    assert figures.image_of(figure.data[0].source).shape[0] == 2 * (
+        64 + 12
+    )  # two rows, each with a label band
+    assert figure.layout.width >= 8 * 64 * 3 and len(figure.layout.annotations) == 16
 
 
 def test_frame_strip_and_enlarge():
     frames = np.stack([np.full((4, 4, 3), value, np.uint8) for value in (10, 20, 30)])
     figure = figures.frame_strip(frames, ["a", "b", "c"])
-    image = np.asarray(figure.data[0].z)
+    image = figures.image_of(figure.data[0].source)  # a PNG, small in a saved notebook
     assert image.shape == (4, 3 * 4 + 2 * 2, 3)
     assert (image[0, 4, 0], image[0, 6, 0]) == (255, 20)  # a white gap, then the second frame
     assert figures.enlarge(frames[0], 3).shape == (12, 12, 3)

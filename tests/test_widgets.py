@@ -4,8 +4,8 @@ training events arrive, and every widget change happens on the kernel's event lo
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -112,8 +112,8 @@ def test_views_redraw_when_their_controls_move():
     latent_map = widgets.LatentMapView()
     latent_map.show(widgets.BoardData(snapshot=snapshot, coords=np.zeros((12, 2))), {"snapshot"})
     unsafe_trace = latent_map.plot.data[1]
-    latent_map._clicked(unsafe_trace, SimpleNamespace(point_inds=[1]), None)  # a click
-    assert latent_map.selected == unsafe_trace.customdata[1] == 3
+    latent_map.latent.value = int(unsafe_trace.customdata[1])  # the number read on hover
+    assert latent_map.selected == 3
     assert "latent 3: unsafe" in latent_map.frame.layout.title.text
     assert latent_map.plot.data[-1].name == "selected"
 
@@ -179,3 +179,52 @@ def test_stop_ends_background_training_cleanly(tmp_path, fake_envs):
     training.stop()
     assert training.wait(timeout=60) == "stopped"
     assert training.engine.step < 100_000
+
+
+def test_episode_view_sets_the_learned_against_the_true_distance():
+    episode = fake_episode()
+    steps = len(episode["frame"])
+    distance = np.linspace(-0.5, 1.0, steps)
+    episode = {**episode, "hazard_distance": distance, "barrier": 2 * distance}
+    stepper = widgets.EpisodeView()
+    stepper.show(widgets.BoardData(episode=episode), {"episode"})
+    titles = [a.text for a in stepper.truth.layout.annotations]
+    assert titles[0] == "barrier B(z): correlation +1.00"
+    assert "hazard_distance" in stepper.caption.value
+
+
+def test_views_save_small_and_show_without_a_kernel():
+    stepper = widgets.episode_view(fake_episode())
+    bundle = stepper._repr_mimebundle_()
+    assert "application/vnd.jupyter.widget-view+json" in bundle
+    assert bundle["text/html"].count("plotly-graph-div") == 2  # frames and the per-step values
+    assert "cdn.plot.ly" in bundle["text/html"]  # plotly.js is fetched, never embedded
+    saved = sum(len(json.dumps(w.get_state(), default=str)) for w in stepper.view.widget.children)
+    plot_state = json.dumps(stepper.view.plot.get_state(), default=str)
+    assert len(plot_state) < 200_000 and "application/vnd.plotly.v1+json" in plot_state
+    assert saved < 1_000_000  # a FigureWidget's state alone held plotly.js, 5 MB
+
+
+def test_a_board_on_a_run_directory_shows_its_state_from_the_start(tmp_path, cheap_map):
+    writer = RunWriter(tmp_path / "run", config=resolve("tiny").to_dict())
+    writer.log("episode", 50, {"return": 1.0, "cost": 3.0})
+
+    async def in_a_kernel() -> widgets.Board:  # an event loop runs: the board follows in a task
+        board = widgets.Board(tmp_path / "run")
+        board.close()
+        return board
+
+    board = asyncio.run(in_a_kernel())
+    assert "step 50" in board.header.value  # read when made, not "waiting for the run..."
+    assert board.header.value in board.static_html()
+    assert list(curve(board)) == [1.0]
+    cost = board.views["curves"].panels[1][1]
+    assert resolve("tiny").agent.cost_limit in [shape.y0 for shape in cost.layout.shapes]
+
+
+def test_viewers_never_write_into_the_shipped_runs():
+    from workbench.inspect.projection import SHIPPED_RUNS, default_cache
+    from workbench.lessons import pretrained_run
+
+    cache = default_cache(pretrained_run())
+    assert not cache.resolve().is_relative_to(SHIPPED_RUNS)

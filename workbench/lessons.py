@@ -48,6 +48,26 @@ def scaled(count: int, scale: float, minimum: int = 1) -> int:
     return max(minimum, round(count * scale))
 
 
+def readable_anywhere() -> None:
+    """Make every plotly figure this kernel shows carry, beside plotly's interactive form, a
+    self-contained HTML copy that fetches plotly.js from its CDN (never embedded: an executed
+    lesson stays small), so a lesson reads without a kernel: exported with `jupyter nbconvert
+    --to html`, on nbviewer, or in JupyterLab after a restart. The widgets do the same."""
+    import plotly.io as pio
+    from plotly.io._base_renderers import MimetypeRenderer
+
+    from workbench.inspect.figures import figure_bundle
+
+    class Readable(MimetypeRenderer):
+        def to_mimebundle(self, fig_dict: dict) -> dict:
+            import plotly.graph_objects as go
+
+            return figure_bundle(go.Figure(fig_dict, skip_invalid=True))
+
+    pio.renderers["workbench"] = Readable()
+    pio.renderers.default = "workbench"
+
+
 def pretrained_run(name: str = PRETRAINED) -> Path:
     """The shipped pretrained run directory `checkpoints/<name>` of this source tree."""
     path = Path(__file__).resolve().parents[1] / "checkpoints" / name

@@ -27,6 +27,7 @@ the inbox too. Outside a running event loop (a script, a test) updates are appli
 from __future__ import annotations
 
 import asyncio
+import html
 import queue
 import threading
 import time
@@ -57,6 +58,9 @@ from workbench.runs import Run, load_arrays, run_of
 if TYPE_CHECKING:
     from workbench.config import Config
     from workbench.engine import Engine
+
+COPY_EVERY = 10.0
+"""Least seconds between refreshes of a board's HTML copy (see `Board._refresh_copy`)."""
 
 Update = tuple[str, Any]
 """(kind, payload): records (new metric records), metrics (all of them, replacing those seen),
@@ -115,16 +119,35 @@ def _running_loop() -> asyncio.AbstractEventLoop | None:
         return None
 
 
-def redraw(widget: go.FigureWidget, figure: go.Figure) -> None:
-    """Make `widget` show `figure`: its traces updated in place when they are of the same kinds
-    (no flicker), replaced otherwise."""
-    if [trace.type for trace in widget.data] != [trace.type for trace in figure.data]:
-        widget.data = ()
-        widget.add_traces(figure.data)
-    with widget.batch_update():
-        for old, new in zip(widget.data, figure.data, strict=True):
-            old.update(new.to_plotly_json(), overwrite=True)
-        widget.layout = figure.layout
+class FigureView(ipw.Output):
+    """A plotly figure in an Output widget. Its widget state holds the figure (as plotly's JSON
+    and as self-contained HTML that loads plotly.js from its CDN), not a copy of plotly.js as a
+    `go.FigureWidget`'s does (5 MB each), so a saved notebook stays small and shows the figure
+    without a kernel. `data` and `layout` are those of the figure shown."""
+
+    def __init__(self, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.figure = go.Figure()
+
+    @property
+    def data(self) -> tuple:
+        return self.figure.data
+
+    @property
+    def layout(self) -> go.Layout:
+        return self.figure.layout
+
+    def show(self, figure: go.Figure) -> None:
+        """Show `figure` in place of the one shown (works from any callback on the loop)."""
+        self.figure = figure
+        self.outputs = (
+            {"output_type": "display_data", "data": figures.figure_bundle(figure), "metadata": {}},
+        )
+
+
+def redraw(widget: FigureView, figure: go.Figure) -> None:
+    """Make `widget` show `figure`."""
+    widget.show(figure)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -141,6 +164,7 @@ class BoardHook(Hook):
 
     def on_train_start(self, event: TrainStart) -> None:
         self.every = event.engine.config.train.log_every
+        self.inbox.put("cost_limit", event.engine.config.agent.cost_limit)
         self.inbox.put("status", "running")
 
     def on_episode_end(self, event: EpisodeEnd) -> None:
@@ -230,6 +254,8 @@ class BoardData:
     """The latent map's coordinates [M, 2] of the snapshot's latents (None until fitted)."""
     episode: dict[str, np.ndarray] | None = None
     status: str = "empty"
+    cost_limit: float | None = None
+    """The run's episode cost budget, drawn on the cost curve."""
 
 
 class CurvesView:
@@ -238,10 +264,11 @@ class CurvesView:
 
     def __init__(self, keys: Iterable[str] = ("return", "cost")):
         self.records: list[dict[str, Any]] = []
+        self.cost_limit: float | None = None
         self.panels = []
         for key in keys:
             menu = ipw.Dropdown(options=[key], value=key, description="metric")
-            panel = (menu, go.FigureWidget())
+            panel = (menu, FigureView())
             menu.observe(lambda _, panel=panel: self._draw(*panel), names="value")
             self.panels.append(panel)
         self.widget = ipw.HBox([ipw.VBox([menu, plot]) for menu, plot in self.panels])
@@ -249,7 +276,7 @@ class CurvesView:
     def show(self, data: BoardData, changed: set[str]) -> None:
         if "records" not in changed:
             return
-        self.records = data.records
+        self.records, self.cost_limit = data.records, data.cost_limit
         keys = figures.metric_keys(self.records)
         for menu, plot in self.panels:
             if len(keys) != len(menu.options):
@@ -258,27 +285,33 @@ class CurvesView:
                 menu.value = chosen
             self._draw(menu, plot)
 
-    def _draw(self, menu: ipw.Dropdown, plot: go.FigureWidget) -> None:
+    def figures(self) -> list[go.Figure]:
+        return [plot.figure for _, plot in self.panels]
+
+    def _draw(self, menu: ipw.Dropdown, plot: FigureView) -> None:
         runs = {"training": [r for r in self.records if r.get("kind") in ("episode", "train")]}
         evaluations = [r for r in self.records if r.get("kind") == "eval"]
         if evaluations:
             runs["evaluation"] = evaluations
-        redraw(plot, figures.curves(runs, menu.value, height=320))
+        redraw(plot, figures.curves(runs, menu.value, height=320, cost_limit=self.cost_limit))
 
 
 class LatentMapView:
-    """The newest snapshot's latents on the latent map, coloured by a choice of quantity; click a
-    point to see its frame."""
+    """The newest snapshot's latents on the latent map, coloured by a choice of quantity; pick a
+    latent by its number (hover over a point to read it) to see its frame."""
 
     def __init__(self):
         self.coloring = ipw.Dropdown(description="colour by")
         self.coloring.observe(lambda _: self._draw(), names="value")
-        self.plot = go.FigureWidget()
-        self.frame = go.FigureWidget()
+        self.latent = ipw.BoundedIntText(description="latent", min=-1, max=-1, value=-1)
+        self.latent.observe(lambda change: self.select(change["new"]), names="value")
+        self.plot = FigureView()
+        self.frame = FigureView()
         self.caption = ipw.HTML("no snapshot yet (train with train.snapshot_every > 0)")
         self.selected: int | None = None
         self.data = BoardData()
-        self.widget = ipw.VBox([self.caption, self.coloring, ipw.HBox([self.plot, self.frame])])
+        controls = ipw.HBox([self.coloring, self.latent])
+        self.widget = ipw.VBox([self.caption, controls, ipw.HBox([self.plot, self.frame])])
 
     def show(self, data: BoardData, changed: set[str]) -> None:
         self.data = data
@@ -292,6 +325,7 @@ class LatentMapView:
         self.caption.value = _snapshot_caption(data.snapshot) + (
             "" if data.coords is not None else " &mdash; fitting the latent map (UMAP)..."
         )
+        self.latent.max = len(data.snapshot["unsafe"]) - 1
         self.selected = None
         self._draw()
 
@@ -304,21 +338,22 @@ class LatentMapView:
             self.plot,
             figures.latent_map(coords, values, self.coloring.value, selected=self.selected),
         )
-        for trace in self.plot.data:
-            trace.on_click(self._clicked)
 
-    def _clicked(self, trace: Any, points: Any, _selector: Any) -> None:
-        if not points.point_inds or trace.customdata is None:
-            return
-        self.selected = int(trace.customdata[points.point_inds[0]])
+    def select(self, index: int) -> None:
+        """Ring latent `index` on the map and show its frame (-1: none)."""
         snapshot = self.data.snapshot
-        label = "unsafe" if snapshot["unsafe"][self.selected] else "safe"
-        title = f"latent {self.selected}: {label}, cost {snapshot['cost'][self.selected]:.2f}"
+        if snapshot is None or not 0 <= index < len(snapshot["unsafe"]):
+            return
+        self.selected = index
+        label = "unsafe" if snapshot["unsafe"][index] else "safe"
+        title = f"latent {index}: {label}, cost {snapshot['cost'][index]:.2f}"
         redraw(
-            self.frame,
-            figures.frame_strip([snapshot["frame"][self.selected]], [""], scale=4, title=title),
+            self.frame, figures.frame_strip([snapshot["frame"][index]], [""], scale=4, title=title)
         )
         self._draw()
+
+    def figures(self) -> list[go.Figure]:
+        return [self.plot.figure, self.frame.figure]
 
 
 def _snapshot_caption(snapshot: dict[str, np.ndarray]) -> str:
@@ -336,8 +371,8 @@ class ImaginationView:
     def __init__(self):
         self.rollout = ipw.IntSlider(description="rollout", min=0, max=0)
         self.rollout.observe(lambda _: self._draw(), names="value")
-        self.plot = go.FigureWidget()
-        self.frames = go.FigureWidget()
+        self.plot = FigureView()
+        self.frames = FigureView()
         self.caption = ipw.HTML("no snapshot yet (train with train.snapshot_every > 0)")
         self.snapshot: dict[str, np.ndarray] | None = None
         self.widget = ipw.VBox([self.caption, self.rollout, self.frames, self.plot])
@@ -355,10 +390,15 @@ class ImaginationView:
             return
         index = self.rollout.value
         frames = self.snapshot["imag_frames"][:, index]
-        labels = [str(t) for t in range(len(frames))]
-        strip = figures.frame_strip(frames, labels, scale=1, title="decoded imagined frames")
-        redraw(self.frames, strip)
+        labels = [f"t={t}" for t in range(len(frames))]
+        grid = figures.frame_grid(
+            frames, labels, columns=8, scale=2, title="decoded imagined frames"
+        )
+        redraw(self.frames, grid)
         redraw(self.plot, figures.imagination_figure(self.snapshot, index))
+
+    def figures(self) -> list[go.Figure]:
+        return [self.frames.figure, self.plot.figure]
 
 
 class DisagreementView:
@@ -368,7 +408,7 @@ class DisagreementView:
     SOURCES = {"real transitions": "wm/disagreement", "imagined rollouts": "agent/disagreement"}
 
     def __init__(self):
-        self.plot = go.FigureWidget()
+        self.plot = FigureView()
         self.widget = ipw.VBox([self.plot])
 
     def show(self, data: BoardData, changed: set[str]) -> None:
@@ -381,6 +421,9 @@ class DisagreementView:
         }
         redraw(self.plot, figures.curves(runs, "disagreement", height=360))
 
+    def figures(self) -> list[go.Figure]:
+        return [self.plot.figure]
+
 
 class EpisodeView:
     """A real episode step by step: the frame beside the world model's reconstruction, and the
@@ -391,12 +434,13 @@ class EpisodeView:
         self.play = ipw.Play(interval=200, min=0, max=0)
         ipw.jslink((self.play, "value"), (self.step, "value"))
         self.step.observe(lambda _: self._draw(), names="value")
-        self.images = go.FigureWidget()
-        self.plot = go.FigureWidget()
+        self.images = FigureView()
+        self.plot = FigureView()
+        self.truth = FigureView()
         self.caption = ipw.HTML("no evaluation episode yet")
         self.episode: dict[str, np.ndarray] | None = None
         self.widget = ipw.VBox(
-            [ipw.HBox([self.play, self.step]), self.caption, self.images, self.plot]
+            [ipw.HBox([self.play, self.step]), self.caption, self.images, self.plot, self.truth]
         )
 
     def show(self, data: BoardData, changed: set[str]) -> None:
@@ -406,6 +450,8 @@ class EpisodeView:
         last = len(data.episode["frame"]) - 1
         self.play.max = self.step.max = last
         self.step.value = min(self.step.value, last)
+        if figures.has_true_distance(data.episode):  # the learned against the true
+            redraw(self.truth, figures.true_distance_figure([data.episode]))
         self._draw()
 
     def _draw(self) -> None:
@@ -420,10 +466,13 @@ class EpisodeView:
         redraw(self.plot, figures.episode_figure(self.episode, t))
         self.caption.value = _step_caption(self.episode, t)
 
+    def figures(self) -> list[go.Figure]:
+        return [self.images.figure, self.plot.figure, self.truth.figure]
+
 
 def _step_caption(episode: dict[str, np.ndarray], t: int) -> str:
     parts = [f"step {t}"]
-    for key in ("reward", "cost", "pred_cost", "barrier", "disagreement"):
+    for key in ("reward", "cost", "pred_cost", "barrier", "hazard_distance", "disagreement"):
         if key in episode:
             parts.append(f"{key} {float(episode[key][t]):.3g}")
     if "action" in episode:
@@ -440,10 +489,17 @@ class Board:
     or of training in this kernel (`train_in_background`, or pass `board.hook()` to an Engine).
 
     `min_interval`: least seconds between redraws; `interval`: seconds between polls of the run
-    directory."""
+    directory; `wait`: return only once the run's newest snapshot is on the latent map (seconds
+    the first time a run is opened, at once after: the map is cached), so that a board on a
+    finished run is complete when shown, and in a notebook saved right after."""
 
     def __init__(
-        self, run_dir: str | Path | None = None, *, min_interval: float = 0.5, interval: float = 2.0
+        self,
+        run_dir: str | Path | None = None,
+        *,
+        min_interval: float = 0.5,
+        interval: float = 2.0,
+        wait: bool = False,
     ):
         self.data = BoardData()
         self.inbox = Inbox(self._apply, min_interval)
@@ -460,11 +516,15 @@ class Board:
         self.widget = ipw.VBox([self.header, tabs, self.errors])
         self.follower: RunFollower | None = None
         self.task: asyncio.Task | None = None
+        self.projecting: threading.Thread | None = None
         if run_dir is not None:
             self.follower = RunFollower(Run(run_dir), self.inbox, interval)
-            if self.inbox.loop is None:
-                self.follower.poll()
-            else:
+            self.inbox.put("cost_limit", _cost_limit(self.follower.run))
+            self.refresh()  # what the run holds now, shown from the start
+            if wait and self.projecting is not None:
+                self.projecting.join()
+                self.inbox.drain()
+            if self.inbox.loop is not None:
                 self.task = self.inbox.loop.create_task(self.follower.follow())
 
     def hook(self) -> BoardHook:
@@ -483,9 +543,36 @@ class Board:
             self.task.cancel()
 
     def _ipython_display_(self) -> None:
+        """The live board, with the HTML of its views beside it for a notebook read without a
+        kernel; that copy is brought up to date as the board changes (see `_refresh_copy`)."""
         from IPython.display import display
 
-        display(self.widget)
+        self._handle = display(self._bundle(), raw=True, display_id=True)
+        self._copied_at = time.monotonic()
+
+    def _bundle(self) -> dict[str, Any]:
+        return {**self.widget._repr_mimebundle_(), "text/html": self.static_html()}
+
+    def static_html(self) -> str:
+        """The board's last state as self-contained HTML: its header and every view."""
+        views = [view_html(view, name) for name, view in self.views.items()]
+        return "\n".join([f"<p>{self.header.value}</p>", *views])
+
+    def _refresh_copy(self, now: bool = False) -> None:
+        """Bring the displayed HTML copy up to date: at once on a change of status, otherwise
+        at most every COPY_EVERY seconds, the last change always included (a redisplayed
+        widget view flickers, so not on every redraw)."""
+        handle = getattr(self, "_handle", None)
+        if handle is None:
+            return
+        wait = self._copied_at + COPY_EVERY - time.monotonic()
+        if now or wait <= 0 or self.inbox.loop is None:
+            self._copy_due = False
+            self._copied_at = time.monotonic()
+            handle.update(self._bundle(), raw=True)
+        elif not getattr(self, "_copy_due", False):
+            self._copy_due = True
+            self.inbox.loop.call_later(wait, self._refresh_copy, True)
 
     def _apply(self, updates: list[Update]) -> None:
         """On the loop: take in a batch of updates, then let every view redraw what changed."""
@@ -495,6 +582,7 @@ class Board:
             self.header.value = f"<b>{self.data.status}</b>, step {max(steps, default=0)}"
             for view in self.views.values():
                 view.show(self.data, changed)
+            self._refresh_copy(now="status" in changed)
         except Exception:  # shown in the notebook, not lost in the kernel's log
             self.errors.append_stderr(traceback.format_exc())
 
@@ -516,6 +604,8 @@ class Board:
                 data.coords = coords
             elif kind == "status":
                 data.status = payload
+            elif kind == "cost_limit":
+                data.cost_limit, kind = payload, "records"  # the cost curve is drawn anew
             elif kind == "error":
                 self.errors.append_stderr(payload)
             changed.add(kind)
@@ -530,9 +620,11 @@ class Board:
                 data.coords = map_coordinates(data.snapshot_path)
                 changed.add("coords")
             else:
-                threading.Thread(
+                _import_before_threads()
+                self.projecting = threading.Thread(
                     target=self._project, args=(data.snapshot_path,), daemon=True
-                ).start()
+                )
+                self.projecting.start()
         return changed
 
     def _project(self, snapshot_path: Path) -> None:
@@ -542,6 +634,24 @@ class Board:
             self.inbox.put("coords", (snapshot_path, map_coordinates(snapshot_path)))
         except Exception:
             self.inbox.put("error", traceback.format_exc())
+
+
+def _cost_limit(run: Run) -> float | None:
+    """The run's cost limit, or None while its config cannot be read."""
+    try:
+        return float(run.config()["agent"]["cost_limit"])
+    except (OSError, ValueError, KeyError, TypeError, RuntimeError):
+        return None
+
+
+def _import_before_threads() -> None:
+    """Import pandas on this thread before a worker thread's imports load it too: plotly takes a
+    module from sys.modules as it finds it, and one half imported by another thread fails
+    ('partially initialized module', seen once executing lesson 00)."""
+    try:
+        import pandas  # noqa: F401
+    except ImportError:
+        pass
 
 
 def map_coordinates(snapshot_path: Path) -> np.ndarray:
@@ -555,22 +665,43 @@ def map_coordinates(snapshot_path: Path) -> np.ndarray:
 # One view on its own, and training in the background.
 
 
-def _single(view: Any, **data: Any) -> ipw.Widget:
+class Shown:
+    """A view as a notebook shows it: the live widget, and beside it (for a notebook read or
+    exported without a kernel) the HTML of what it shows. `widget` is the view's widget."""
+
+    def __init__(self, view: Any, title: str = ""):
+        self.view, self.widget, self.title = view, view.widget, title
+
+    def _repr_mimebundle_(self, **_: Any) -> dict[str, Any]:
+        return {**self.widget._repr_mimebundle_(), "text/html": view_html(self.view, self.title)}
+
+
+def view_html(view: Any, title: str = "") -> str:
+    """A view's caption and figures as self-contained HTML (plotly.js from its CDN)."""
+    parts = [f"<h4>{html.escape(title)}</h4>"] if title else []
+    caption = getattr(view, "caption", None)
+    if caption is not None:
+        parts.append(f"<p>{caption.value}</p>")
+    parts += [figures.figure_html(figure) for figure in view.figures() if figure.data]
+    return "\n".join(parts)
+
+
+def _single(view: Any, **data: Any) -> Shown:
     view.show(BoardData(**data), set(data))
-    return view.widget
+    return Shown(view)
 
 
-def episode_view(episode: dict[str, np.ndarray]) -> ipw.Widget:
+def episode_view(episode: dict[str, np.ndarray]) -> Shown:
     """Step through one played episode (`workbench.evaluation.play_episode`, or an eval file)."""
     return _single(EpisodeView(), episode=episode)
 
 
-def imagination_view(snapshot: dict[str, np.ndarray]) -> ipw.Widget:
+def imagination_view(snapshot: dict[str, np.ndarray]) -> Shown:
     """A snapshot's imagined rollouts, one at a time."""
     return _single(ImaginationView(), snapshot=snapshot)
 
 
-def latent_map_view(snapshot: dict[str, np.ndarray], coords: np.ndarray) -> ipw.Widget:
+def latent_map_view(snapshot: dict[str, np.ndarray], coords: np.ndarray) -> Shown:
     """A snapshot's latents at the given map coordinates [M, 2]."""
     return _single(LatentMapView(), snapshot=snapshot, coords=coords)
 

@@ -8,6 +8,8 @@ from workbench.compare import CURVES
 from workbench.inspect import figures
 from workbench.runs import COMPARISON_FILE, TABLE_MD, comparison_plots, find_runs, read_json
 
+PLOT_HEIGHT = 560  # pixels for a comparison plot: its figure, with a margin for the frame
+
 st.title("Compare")
 
 
@@ -33,7 +35,7 @@ def show_plot(folder) -> None:
     plots = comparison_plots(folder)
     if plots:
         plot = st.selectbox("Plot", plots, format_func=lambda path: path.stem, key="compare_plot")
-        st.iframe(plot, height=520)
+        st.iframe(plot, height=PLOT_HEIGHT)  # the page's full width: its long title fits
 
 
 def show_runs(runs: list) -> None:
@@ -47,10 +49,13 @@ def show_runs(runs: list) -> None:
         st.markdown(common.status_line(run))
     try:
         records = {run.name: run.metrics("episode") for run in runs}
-    except common.READ_ERRORS as error:
+        limit = runs[0].config()["agent"]["cost_limit"]
+    except (*common.READ_ERRORS, TypeError) as error:
         common.unreadable("the comparison's runs", error)
         return
-    st.plotly_chart(figures.curves(records, key, height=420), width="stretch")
+    title = f"{figures.metric_title(key, note=True)}, live"
+    figure = figures.curves(records, key, height=420, cost_limit=limit, title=title)
+    st.plotly_chart(figure, width="stretch")
 
 
 folders = common.comparisons()
@@ -71,10 +76,9 @@ else:
         show_table(folder)
     except common.READ_ERRORS as error:
         common.unreadable(f"comparison {folder.name}", error)
-    left, right = st.columns(2)
-    with left:
-        show_plot(folder)
+    st.subheader("Results")
+    show_plot(folder)
+    st.subheader("Its runs, live")
     runs = [common.open_run(run.path) for run in find_runs(folder / "runs")]
-    with right:
-        show_runs(runs)
+    show_runs(runs)
     common.follow(runs, "compare_progress")

@@ -43,17 +43,28 @@ def show_imagination(run) -> None:
     start_frame, plots = st.columns([1, 4])
     start = int(snapshot["imag_start"][rollout])
     start_frame.image(figures.enlarge(snapshot["frame"][start]), caption="the real start frame")
-    plots.plotly_chart(figures.imagination_figure(snapshot, rollout), width="stretch")
-    frames = snapshot["imag_frames"][:, rollout]
-    labels = [f"t={t}" for t in range(len(frames))]
-    if "imag_barrier" in snapshot:
-        labels = [
-            f"{label} B={b:.2f}"
-            for label, b in zip(labels, snapshot["imag_barrier"][:, rollout], strict=True)
-        ]
-    st.plotly_chart(
-        figures.frame_strip(frames, labels, title="decoded imagined frames"), width="stretch"
+    start_frame.caption(
+        "Grey band: 10-90% of all rollouts of this snapshot. Dashes: B = 0, the barrier's "
+        "boundary between safe (above) and unsafe (below); cost 0."
     )
+    plots.plotly_chart(figures.imagination_figure(snapshot, rollout), width="stretch")
+    show_frames(snapshot, rollout, start)
+
+
+def show_frames(snapshot: dict, rollout: int, start: int) -> None:
+    """The decoded imagined frames, large enough to see a hazard, after the real start frame."""
+    st.subheader("What the world model imagines")
+    frames = snapshot["imag_frames"][:, rollout]
+    labels = [f"imagined t={t}" for t in range(len(frames))]
+    if "imag_barrier" in snapshot:
+        barrier = snapshot["imag_barrier"][:, rollout]
+        labels = [f"{label}, B={b:+.2f}" for label, b in zip(labels, barrier, strict=True)]
+    if "imag_cost" in snapshot:
+        cost = snapshot["imag_cost"][:, rollout]
+        labels = [f"{label}, cost {c:.2f}" for label, c in zip(labels, cost, strict=True)]
+    pictures = [figures.enlarge(snapshot["frame"][start], 3)]
+    pictures += [figures.enlarge(frame, 3) for frame in frames]
+    st.image(pictures, caption=["real start frame", *labels], width=192)
 
 
 if run is not None:

@@ -58,12 +58,13 @@ def show_step(episode: dict, t: int) -> None:
         "cost": "cost received",
         "pred_cost": "predicted cost",
         "barrier": "barrier B(z)",
+        "hazard_distance": "true hazard distance",
         "value": "value",
         "cost_value": "cost value",
         "disagreement": "disagreement",
     }
     for key, name in names.items():
-        if key in episode:
+        if key in episode and (key != "hazard_distance" or figures.has_true_distance(episode)):
             values.metric(name, f"{float(episode[key][t]):.3g}")
     values.write("action: " + ", ".join(f"{a:+.2f}" for a in episode["action"][t]))
 
@@ -97,8 +98,28 @@ def stepper(run) -> None:
         t = st.session_state.t
         show_step(episode, t)
         st.plotly_chart(figures.episode_figure(episode, t), width="stretch")
+        same_round = [a for a in evaluations if a.number == evaluations[names.index(name)].number]
+        show_learned_against_true([common.load_episode(a) for a in same_round])
     except common.READ_ERRORS as error:
         common.unreadable(f"episode {name}", error)
+
+
+def show_learned_against_true(episodes: list) -> None:
+    """The barrier and predicted cost against the simulator's true hazard distance, over the
+    episodes of this evaluation, where the run recorded it."""
+    st.subheader("The learned against the true")
+    if not any(figures.has_true_distance(episode) for episode in episodes):
+        st.caption(
+            "These episodes do not record the simulator's distance to the nearest hazard "
+            "(runs of older versions, or tasks without hazards)."
+        )
+        return
+    st.caption(
+        "Each dot is a step of this evaluation's episodes. A barrier that is right rises with "
+        "the distance (B > 0 outside hazards, B < 0 inside: correlation near +1); a predicted "
+        "cost that is right is high only left of the dotted line (inside a hazard)."
+    )
+    st.plotly_chart(figures.true_distance_figure(episodes), width="stretch")
 
 
 if run is not None:

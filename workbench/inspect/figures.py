@@ -8,29 +8,223 @@ knows about Streamlit. One figure per concept:
     imagination_figure(snapshot, i)     barrier, predicted cost, disagreement along imagined rollouts
     frame_strip(frames, labels)         frames side by side (decoded imagination, frame vs recon)
     episode_figure(episode, t)          a real episode's per-step values, with a marker at step t
+    true_distance_figure(episodes)      barrier and predicted cost against the simulator's
+                                        distance to the nearest hazard, with their correlation
 
-Helpers that choose what to draw: `metric_keys`, `metric_groups`, `color_choices`, `enlarge`.
+Truthful axes: every quantity with a natural reference is drawn against it (cost against 0 and
+the cost limit, B against 0, probabilities on [0, 1]), and no axis spans less than its quantity's
+`Axis.min_span`, so a flat line stays flat. One palette (`PALETTE`): a quantity has the same
+colour on every page and widget.
+
+Helpers that choose what to draw: `metric_keys`, `metric_groups`, `learner_sections`,
+`is_number`, `color_choices`, `enlarge`.
 """
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import plotly.graph_objects as go
+import plotly.io as pio
 from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
 SAFE, UNSAFE = "#1f77b4", "#d62728"
 BAND = "rgba(120, 120, 120, 0.25)"
+REFERENCE = "#444444"
 RUN_COLORS = qualitative.Plotly
+"""Colours of runs overlaid on one plot (a run's identity, not a quantity)."""
 NOT_METRICS = {"kind", "step", "time", "update", "episode"}  # counters, not measurements
+
+PALETTE = {
+    "return": "#2ca02c",
+    "reward": "#2ca02c",
+    "pred_reward": "#98df8a",
+    "cost": "#d62728",
+    "pred_cost": "#ff7f0e",
+    "cumulative_cost": "#8c1c13",
+    "barrier": "#1f77b4",
+    "value": "#17becf",
+    "cost_value": "#e377c2",
+    "disagreement": "#9467bd",
+    "hazard_distance": "#7f7f7f",
+    "multiplier": "#8c564b",
+}
+"""One colour per quantity, on every page and widget (reward green, cost red, predicted cost
+orange, barrier blue, value cyan, cost value pink, disagreement purple, true distance grey)."""
+ACTION_COLORS = ("#393b79", "#bcbd22", "#637939", "#843c39")
+"""The action's components: colours no quantity above uses."""
+
+
+def color_of(quantity: str) -> str:
+    """The palette's colour of a quantity (`imag_cost` and `health/unsafe_pred_cost` included;
+    `barrier/...` metrics have the barrier's colour)."""
+    group, _, name = quantity.removeprefix("imag_").rpartition("/")
+    for key in sorted(PALETTE, key=len, reverse=True):
+        if name == key or name.endswith(f"_{key}") or name.startswith(f"{key}_"):
+            return PALETTE[key]
+    return PALETTE.get(group, "#555555")
+
+
+# ---------------------------------------------------------------------------------------------
+# Truthful axes.
+
+LIMIT = "limit"
+"""A reference standing for the run's cost limit (drawn when it is known)."""
+
+
+@dataclass(frozen=True)
+class Axis:
+    """How to draw a quantity's y axis truthfully."""
+
+    references: tuple[float | str, ...] = ()
+    """Values drawn as dashed lines, and always in view (LIMIT: the cost limit)."""
+    bounds: tuple[float, float] | None = None
+    """The whole natural range, shown whatever the data (probabilities: 0 to 1)."""
+    min_span: float = 0.0
+    """The least the axis spans, so noise on a flat line is not blown up into a signal."""
+    floor: float | None = None
+    """A value the quantity never goes below (costs: 0), where a widened axis stops."""
+    relative_span: float = 0.2
+    """The least span as a fraction of the largest |value| (for quantities without a scale)."""
+
+
+PROBABILITY = Axis(bounds=(0.0, 1.0))
+CORRELATION = Axis(references=(0.0,), bounds=(-1.0, 1.0))
+CURVE_AXES = {
+    "return": Axis(references=(0.0,), min_span=1.0),
+    "cost": Axis(references=(0.0, LIMIT), min_span=1.0, floor=0.0),
+    "cumulative_cost": Axis(references=(0.0,), min_span=10.0, floor=0.0),
+    "health/reward_r2": Axis(references=(0.0, 1.0), min_span=1.0),
+    "health/reward_spread": Axis(references=(1.0,), min_span=1.0, floor=0.0),
+    "health/cost_auroc": Axis(references=(0.5,), bounds=(0.0, 1.0)),
+    "health/object_error": Axis(min_span=0.2, floor=0.0, references=(0.0,)),
+    "health/recon_mse": Axis(min_span=0.05, floor=0.0, references=(0.0,)),
+    "health/unsafe_pred_cost": Axis(references=(0.0, 1.0), min_span=1.0, floor=0.0),
+    "health/action_std": Axis(references=(0.0,), min_span=0.5, floor=0.0),
+    "lagrange/multiplier": Axis(references=(0.0,), min_span=0.5, floor=0.0),
+    "agent/cost_budget": Axis(references=(0.0,), min_span=1.0),
+}
+"""Axes of metric curves by key (see `curve_axis` for the rules by name)."""
+STEP_AXES = {
+    "cost": Axis(references=(0.0,), min_span=1.0, floor=0.0),
+    "pred_cost": Axis(references=(0.0,), min_span=1.0, floor=0.0),
+    "barrier": Axis(references=(0.0,), min_span=1.0),
+    "disagreement": Axis(references=(0.0,), min_span=0.1, floor=0.0),
+    "reward": Axis(references=(0.0,), min_span=0.2),
+    "value": Axis(references=(0.0,), min_span=1.0),
+    "hazard_distance": Axis(references=(0.0,), min_span=0.5),
+    "action": Axis(references=(0.0,), bounds=(-1.0, 1.0)),
+}
+"""Axes of per-step quantities (real episodes and imagined rollouts), by key without `imag_`."""
+
+
+def curve_axis(key: str) -> Axis:
+    """The axis of a metric: listed in CURVE_AXES, else by its name (accuracies, fractions, rates,
+    AUROC and `feasible` are probabilities; correlations lie in [-1, 1]), else only a span."""
+    if key in CURVE_AXES:
+        return CURVE_AXES[key]
+    name = key.rsplit("/", 1)[-1]
+    if "corr" in name:
+        return CORRELATION
+    if re.search(r"(accuracy|fraction|rate|auroc|feasible)$", name):
+        return PROBABILITY
+    return Axis()
+
+
+def step_axis(key: str) -> Axis:
+    """The axis of a per-step quantity (`imag_barrier` as `barrier`)."""
+    return STEP_AXES.get(key.removeprefix("imag_"), Axis())
+
+
+def axis_range(axis: Axis, values: Iterable[float], cost_limit: float | None = None) -> list[float]:
+    """[low, high] of a y axis showing `values`, the axis's references and natural bounds, and
+    spanning at least its minimum span (widened about the data's middle, not below its floor)."""
+    data = np.asarray([v for v in values if np.isfinite(v)], dtype=float)
+    references = _references(axis, cost_limit)
+    shown = np.concatenate([data, references, np.asarray(axis.bounds or (), dtype=float)])
+    if len(shown) == 0:
+        return [0.0, 1.0]
+    low, high = float(shown.min()), float(shown.max())
+    largest = float(np.abs(data).max()) if len(data) else 0.0
+    span = max(axis.min_span, axis.relative_span * largest, 1e-9)
+    if high - low < span:
+        middle = (low + high) / 2
+        low, high = middle - span / 2, middle + span / 2
+        if axis.floor is not None and low < axis.floor:
+            low, high = axis.floor, axis.floor + span
+    pad = 0.04 * (high - low)
+    return [low - pad, high + pad]
+
+
+def _references(axis: Axis, cost_limit: float | None) -> np.ndarray:
+    values = [cost_limit if r == LIMIT else r for r in axis.references]
+    return np.asarray([v for v in values if v is not None], dtype=float)
+
+
+def draw_references(
+    figure: go.Figure,
+    axis: Axis,
+    cost_limit: float | None = None,
+    **where: Any,
+) -> None:
+    """The axis's references as dashed lines (the cost limit labelled), in the subplot `where`."""
+    for reference in axis.references:
+        value = cost_limit if reference == LIMIT else reference
+        if value is None:
+            continue
+        label = {"annotation_text": f"cost limit {value:g}"} if reference == LIMIT else {}
+        color = UNSAFE if reference == LIMIT else REFERENCE
+        figure.add_hline(
+            y=value, line={"dash": "dash", "color": color, "width": 1}, **label, **where
+        )
+
+
+def truthful(
+    figure: go.Figure,
+    axis: Axis,
+    values: Iterable[float],
+    cost_limit: float | None = None,
+    **where: Any,
+) -> go.Figure:
+    """Give a figure's y axis (or a subplot's, `row`, `col`) its references and range."""
+    draw_references(figure, axis, cost_limit, **where)
+    figure.update_yaxes(range=axis_range(axis, values, cost_limit), **where)
+    return figure
+
+
+# ---------------------------------------------------------------------------------------------
+# Figures readable anywhere.
+
+
+def figure_bundle(figure: go.Figure) -> dict[str, Any]:
+    """A figure's display data: plotly's own mime type (interactive in JupyterLab), HTML (a
+    notebook exported or read without a kernel) and text."""
+    return {
+        "application/vnd.plotly.v1+json": json.loads(pio.to_json(figure, validate=False)),
+        "text/html": figure_html(figure),
+        "text/plain": f"<figure: {figure.layout.title.text or 'plot'}>",
+    }
+
+
+def figure_html(figure: go.Figure) -> str:
+    """A figure as an HTML fragment that needs nothing but plotly.js from its CDN (loaded once by
+    the browser, however many figures use it)."""
+    return pio.to_html(figure, include_plotlyjs="cdn", full_html=False, validate=False)
 
 
 def _layout(figure: go.Figure, title: str, height: int) -> go.Figure:
+    top = 70 if "<br>" in title else 50  # room for a title's second line
     figure.update_layout(
-        title=title, height=height, margin={"l": 50, "r": 20, "t": 50, "b": 40}, hovermode="closest"
+        title=title,
+        height=height,
+        margin={"l": 50, "r": 20, "t": top, "b": 40},
+        hovermode="closest",
     )
     return figure
 
@@ -65,21 +259,111 @@ def curves(
     *,
     smooth: int = 1,
     height: int = 300,
+    cost_limit: float | None = None,
+    title: str | None = None,
 ) -> go.Figure:
-    """One metric against env steps, a line per run (the runs' order fixes their colours).
-    `smooth` > 1 averages each point with the `smooth - 1` before it."""
+    """One metric against env steps, a line per run (the runs' order fixes their colours; one
+    run has its quantity's colour). `smooth` > 1 averages each point with the `smooth - 1` before
+    it. The y axis is truthful (`curve_axis`): episode cost is drawn against 0 and `cost_limit`."""
     figure = go.Figure()
+    shown = []
     for index, (name, records) in enumerate(records_by_run.items()):
         steps, values = _series(records, key)
+        values = _trailing_mean(values, smooth)
+        shown.extend(values)
+        color = color_of(key) if len(records_by_run) == 1 else RUN_COLORS[index % len(RUN_COLORS)]
         figure.add_scatter(
             x=steps,
-            y=_trailing_mean(values, smooth),
+            y=values,
             name=name,
             mode="lines+markers" if len(steps) < 30 else "lines",
-            line={"color": RUN_COLORS[index % len(RUN_COLORS)]},
+            line={"color": color},
         )
     figure.update_layout(xaxis_title="env steps", showlegend=len(records_by_run) > 1)
-    return _layout(figure, key, height)
+    truthful(figure, curve_axis(key), shown, cost_limit)
+    return _layout(figure, title or key, height)
+
+
+def is_number(records_by_run: Mapping[str, Sequence[dict[str, Any]]], key: str) -> bool:
+    """Whether a metric is better shown as a number than as a plot: every run has at most one
+    value of it, or always the same one (an episode length fixed by the time limit)."""
+    for records in records_by_run.values():
+        _, values = _series(records, key)
+        if len(values) > 1 and not np.allclose(values, values[0], rtol=1e-9, atol=1e-12):
+            return False
+    return True
+
+
+def last_values(
+    records_by_run: Mapping[str, Sequence[dict[str, Any]]], key: str
+) -> dict[str, float]:
+    """Each run's last value of a metric (runs without one are left out)."""
+    last = {}
+    for name, records in records_by_run.items():
+        _, values = _series(records, key)
+        if len(values):
+            last[name] = float(values[-1])
+    return last
+
+
+STORY = ("return", "cost", "cumulative_cost")
+"""Training-episode curves that tell how a safe agent is doing, first on the Runs page."""
+HEALTH = ("health/reward_r2", "health/reward_corr", "health/cost_auroc", "health/object_error")
+"""Evaluation metrics that tell whether the world model knows the task (held-out episodes)."""
+OPERATING_POINT = (
+    "lagrange/multiplier",
+    "planner/feasible_fraction",
+    "cerl/feasible",
+    "lspc/feasible_fraction",
+    "barrier/unsafe_accuracy",
+    "barrier/safe_accuracy",
+)
+"""Training metrics that tell where each algorithm operates (whichever the run logs)."""
+
+
+METRIC_TITLES = {
+    "return": ("return", "per training episode"),
+    "cost": ("episode cost", "red dashes: the cost limit"),
+    "cumulative_cost": ("cumulative cost", "every unsafe step so far"),
+    "health/reward_r2": ("reward R²", "1: perfect; 0: no better than the mean"),
+    "health/reward_corr": ("reward correlation", "predicted against received"),
+    "health/cost_auroc": ("cost AUROC", "0.5: chance; 1: tells every unsafe step"),
+    "health/object_error": ("object error", "hazards and goal, reconstructed"),
+    "lagrange/multiplier": ("Lagrange multiplier", "the price of cost"),
+    "planner/feasible_fraction": ("feasible plans", "fraction within the cost limit"),
+    "cerl/feasible": ("CERL feasible", "worst member's cost under budget"),
+    "lspc/feasible_fraction": ("LSPC feasible fraction", ""),
+    "barrier/unsafe_accuracy": ("barrier on unsafe states", "fraction with B < 0"),
+    "barrier/safe_accuracy": ("barrier on safe states", "fraction with B > 0"),
+}
+"""What a metric means: (title, a note under it), the key where none is written."""
+
+
+def metric_title(key: str, *, note: bool = False) -> str:
+    """A metric's title, with its note in small type under it when `note` (for a plot)."""
+    title, under = METRIC_TITLES.get(key, (key, ""))
+    return f"{title}<br><sup>{under}</sup>" if note and under else title
+
+
+def learner_sections(keys_by_kind: Mapping[str, Iterable[str]]) -> dict[str, list[tuple[str, str]]]:
+    """The metrics in a learner's order, as {section: [(kind, key)]}: `story` (STORY of the
+    training episodes), `health` (HEALTH of the evaluations), `operating point` (OPERATING_POINT
+    of the training updates) and `rest` (everything else, by kind and then by key), each holding
+    only the keys present."""
+    present = {kind: set(keys) for kind, keys in keys_by_kind.items()}
+    sections = {
+        "story": [("episode", k) for k in STORY if k in present.get("episode", ())],
+        "health": [("eval", k) for k in HEALTH if k in present.get("eval", ())],
+        "operating point": [("train", k) for k in OPERATING_POINT if k in present.get("train", ())],
+    }
+    placed = {pair for pairs in sections.values() for pair in pairs}
+    sections["rest"] = [
+        (kind, key)
+        for kind, keys in keys_by_kind.items()
+        for key in sorted(keys)
+        if (kind, key) not in placed
+    ]
+    return sections
 
 
 def _series(records: Sequence[dict[str, Any]], key: str) -> tuple[np.ndarray, np.ndarray]:
@@ -120,12 +404,26 @@ COLORINGS = {
     "time": "time",
     "value": "value",
     "cost value": "cost_value",
+    "true hazard distance": "hazard_distance",
 }
+DIVERGING = {"barrier value", "true hazard distance"}
+"""Colourings on a red-blue scale centred on 0 (B = 0, the hazard's edge)."""
 
 
 def color_choices(snapshot: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """The colourings this snapshot supports, label -> values [M]."""
-    return {label: snapshot[key] for label, key in COLORINGS.items() if key in snapshot}
+    """The colourings this snapshot supports, label -> values [M] (a true distance only where
+    the simulator recorded one)."""
+    return {
+        label: snapshot[key]
+        for label, key in COLORINGS.items()
+        if key in snapshot and (key != "hazard_distance" or has_true_distance(snapshot))
+    }
+
+
+def has_true_distance(arrays: Mapping[str, np.ndarray]) -> bool:
+    """Whether an episode or snapshot holds the simulator's hazard distance somewhere."""
+    distance = arrays.get("hazard_distance")
+    return distance is not None and bool(np.isfinite(np.asarray(distance, dtype=float)).any())
 
 
 def latent_map(
@@ -146,7 +444,7 @@ def latent_map(
         for label, mask, color in (("safe", ~values, SAFE), ("unsafe", values, UNSAFE)):
             figure.add_trace(_points(coords[mask], index[mask], label, {"color": color}))
     else:
-        scale = {"colorscale": "RdBu", "cmid": 0.0} if name == "barrier value" else {}
+        scale = {"colorscale": "RdBu", "cmid": 0.0} if name in DIVERGING else {}
         marker = {"color": values, "colorscale": "Viridis", "showscale": True, **scale}
         marker["colorbar"] = {"title": {"text": name}}
         figure.add_trace(_points(coords, index, name, marker, values))
@@ -198,9 +496,10 @@ IMAGINATION_ROWS = {
 
 def imagination_figure(snapshot: Mapping[str, np.ndarray], rollout: int) -> go.Figure:
     """Along imagined rollouts: one row per quantity, the chosen rollout as a line over the
-    10-90th percentile band of all rollouts of the snapshot. The barrier row shows B = 0 (the
-    boundary between states the barrier calls safe and unsafe). Disagreement belongs to the
-    transition t -> t+1 and is drawn between the two steps."""
+    10-90th percentile band of all rollouts of the snapshot. Truthful axes: B against 0 (the
+    boundary between states the barrier calls safe and unsafe), predicted cost against 0 on at
+    least [0, 1]. Disagreement belongs to the transition t -> t+1 and is drawn between the two
+    steps."""
     rows = {key: title for key, title in IMAGINATION_ROWS.items() if key in snapshot}
     figure = make_subplots(
         rows=len(rows), cols=1, shared_xaxes=True, subplot_titles=list(rows.values())
@@ -227,15 +526,15 @@ def imagination_figure(snapshot: Mapping[str, np.ndarray], rollout: int) -> go.F
             x=steps,
             y=values[:, rollout],
             mode="lines+markers",
-            line={"color": UNSAFE if key == "imag_cost" else SAFE},
+            line={"color": color_of(key)},
             name=f"rollout {rollout}",
             showlegend=row == 1,
             legendgroup="rollout",
             row=row,
             col=1,
         )
-        if key == "imag_barrier":
-            figure.add_hline(y=0, line={"dash": "dash", "color": "black"}, row=row, col=1)
+        shown = np.concatenate([values[:, rollout], low, high])
+        truthful(figure, step_axis(key), shown, row=row, col=1)
     figure.update_xaxes(title_text="imagined step", row=len(rows), col=1)
     return _layout(figure, f"imagined rollout {rollout}", 170 * len(rows) + 80)
 
@@ -255,7 +554,7 @@ def frame_strip(
     for i, frame in enumerate(frames):
         strip[:, i * (width + gap) : i * (width + gap) + width] = frame
     labels = list(labels) if labels is not None else [str(i) for i in range(count)]
-    figure = go.Figure(go.Image(z=strip, hoverinfo="skip"))
+    figure = go.Figure(go.Image(source=png_source(strip), hoverinfo="skip"))
     figure.update_xaxes(
         tickvals=[i * (width + gap) + width / 2 for i in range(count)],
         ticktext=labels,
@@ -271,6 +570,66 @@ def frame_strip(
     return figure
 
 
+def frame_grid(
+    frames: np.ndarray | Sequence[np.ndarray],
+    labels: Sequence[str] | None = None,
+    *,
+    columns: int = 8,
+    scale: int = 3,
+    title: str = "",
+) -> go.Figure:
+    """Frames [T, H, W, 3] in rows of `columns`, each labelled above, drawn `scale` times their
+    size (large enough to see a hazard: 64 px frames at 3x are 192 px)."""
+    frames = np.asarray(frames)
+    count, height, width = frames.shape[:3]
+    columns = max(1, min(columns, count))
+    rows, gap, band = -(-count // columns), 2, 10
+    grid = np.full((rows * (height + band + gap), columns * (width + gap) - gap, 3), 255, np.uint8)
+    labels = list(labels) if labels is not None else [str(i) for i in range(count)]
+    figure = go.Figure()
+    for i, frame in enumerate(frames):
+        top, left = (i // columns) * (height + band + gap) + band, (i % columns) * (width + gap)
+        grid[top : top + height, left : left + width] = frame
+        figure.add_annotation(
+            x=left + width / 2, y=top - band / 2, text=labels[i], showarrow=False,
+            font={"size": 11}, yanchor="middle",
+        )  # fmt: skip
+    figure.add_trace(go.Image(source=png_source(grid), hoverinfo="skip"))
+    figure.update_xaxes(visible=False)
+    figure.update_yaxes(visible=False)
+    figure.update_layout(
+        title=title or None,
+        width=grid.shape[1] * scale + 20,
+        height=grid.shape[0] * scale + (60 if title else 20),
+        margin={"l": 10, "r": 10, "t": 50 if title else 10, "b": 10},
+    )
+    return figure
+
+
+def png_source(image: np.ndarray) -> str:
+    """An image [H, W, 3] (uint8) as a PNG data URI: a few kB in a saved figure or notebook,
+    where the pixels as numbers would be hundreds."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(np.asarray(image, dtype=np.uint8)).save(buffer, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def image_of(source: str) -> np.ndarray:
+    """The pixels [H, W, 3] of a PNG data URI (`png_source`'s inverse)."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    data = base64.b64decode(source.split(",", 1)[1])
+    return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+
+
 def enlarge(frame: np.ndarray, factor: int = 4) -> np.ndarray:
     """A frame [H, W, 3] scaled up by repeating pixels (crisp, unlike a browser's smoothing)."""
     return np.repeat(np.repeat(np.asarray(frame), factor, axis=0), factor, axis=1)
@@ -281,13 +640,15 @@ def enlarge(frame: np.ndarray, factor: int = 4) -> np.ndarray:
 
 
 def episode_figure(episode: Mapping[str, np.ndarray], t: int) -> go.Figure:
-    """A real episode's per-step values (cost and predicted cost; barrier with B = 0; value and
-    cost value; ensemble disagreement; the action's components) with a line at step t."""
+    """A real episode's per-step values (cost and predicted cost; barrier with B = 0; the
+    simulator's true distance to the nearest hazard, where recorded; value and cost value;
+    ensemble disagreement; the action's components) with a line at step t. Each row is drawn
+    against its reference (`STEP_AXES`), in the palette's colours."""
     rows = _episode_rows(episode)
     figure = make_subplots(
-        rows=len(rows), cols=1, shared_xaxes=True, subplot_titles=[title for title, _ in rows]
+        rows=len(rows), cols=1, shared_xaxes=True, subplot_titles=[title for title, *_ in rows]
     )
-    for row, (title, lines) in enumerate(rows, start=1):
+    for row, (title, axis_key, lines) in enumerate(rows, start=1):
         for name, values, color in lines:
             figure.add_scatter(
                 y=values,
@@ -298,32 +659,105 @@ def episode_figure(episode: Mapping[str, np.ndarray], t: int) -> go.Figure:
                 row=row,
                 col=1,
             )
-        if title.startswith("barrier"):
-            figure.add_hline(y=0, line={"dash": "dash", "color": "black"}, row=row, col=1)
+        shown = np.concatenate([np.asarray(values, dtype=float) for _, values, _ in lines])
+        truthful(figure, step_axis(axis_key), shown, row=row, col=1)
     figure.add_vline(x=t, line={"color": "black", "width": 1}, row="all", col=1)
     figure.update_xaxes(title_text="step", row=len(rows), col=1)
     return _layout(figure, f"step {t} of {len(episode['frame']) - 1}", 150 * len(rows) + 80)
 
 
-def _episode_rows(episode: Mapping[str, np.ndarray]) -> list[tuple[str, list[tuple]]]:
-    """(title, [(name, values, color)]) per row, for the keys this episode has."""
-    candidates = [
-        ("cost", [("cost", "cost", UNSAFE), ("predicted cost", "pred_cost", "#ff7f0e")]),
-        ("barrier B(z)", [("barrier", "barrier", SAFE)]),
-        ("values", [("value", "value", SAFE), ("cost value", "cost_value", UNSAFE)]),
-        ("disagreement", [("disagreement", "disagreement", "#9467bd")]),
-    ]
+EPISODE_ROWS = (
+    ("cost", "cost", (("cost", "cost"), ("predicted cost", "pred_cost"))),
+    ("barrier B(z)", "barrier", (("barrier", "barrier"),)),
+    ("true distance to a hazard", "hazard_distance", (("hazard distance", "hazard_distance"),)),
+    ("values", "value", (("value", "value"), ("cost value", "cost_value"))),
+    ("disagreement", "disagreement", (("disagreement", "disagreement"),)),
+)
+"""Rows of `episode_figure`: (title, axis key, ((line name, episode key), ...))."""
+
+
+def _episode_rows(episode: Mapping[str, np.ndarray]) -> list[tuple[str, str, list[tuple]]]:
+    """(title, axis key, [(name, values, color)]) per row, for the keys this episode has."""
     rows = []
-    for title, wanted in candidates:
-        lines = [(name, episode[key], color) for name, key, color in wanted if key in episode]
+    for title, axis_key, wanted in EPISODE_ROWS:
+        lines = [
+            (name, np.asarray(episode[key], dtype=float), color_of(key))
+            for name, key in wanted
+            if key in episode and (key != "hazard_distance" or has_true_distance(episode))
+        ]
         if lines:
-            rows.append((title, lines))
+            rows.append((title, axis_key, lines))
     if "action" in episode:
         actions = np.asarray(episode["action"]).reshape(len(episode["action"]), -1)
-        rows.append(
-            (
-                "action",
-                [(f"action {i}", actions[:, i], RUN_COLORS[i]) for i in range(actions.shape[1])],
-            )
-        )
+        lines = [
+            (f"action {i}", actions[:, i], ACTION_COLORS[i % len(ACTION_COLORS)])
+            for i in range(actions.shape[1])
+        ]
+        rows.append(("action", "action", lines))
     return rows
+
+
+# ---------------------------------------------------------------------------------------------
+# The learned against the true.
+
+TRUE_DISTANCE_KEYS = {"barrier": "barrier B(z)", "pred_cost": "predicted cost"}
+"""What the true-distance view sets against the simulator's hazard distance, where present."""
+
+
+def true_distance_pairs(
+    episodes: Sequence[Mapping[str, np.ndarray]], key: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """(true hazard distance, learned value) over the steps of the episodes that record both,
+    steps with an unknown distance (NaN) left out."""
+    distance, values = [], []
+    for episode in episodes:
+        if key in episode and "hazard_distance" in episode:
+            distance.append(np.asarray(episode["hazard_distance"], dtype=float).reshape(-1))
+            values.append(np.asarray(episode[key], dtype=float).reshape(-1))
+    if not distance:
+        return np.zeros(0), np.zeros(0)
+    distance, values = np.concatenate(distance), np.concatenate(values)
+    known = np.isfinite(distance) & np.isfinite(values)
+    return distance[known], values[known]
+
+
+def true_distance_correlation(
+    episodes: Sequence[Mapping[str, np.ndarray]], key: str
+) -> float | None:
+    """Pearson correlation of a learned per-step value with the true hazard distance (None with
+    fewer than 2 known steps or no variation). A right barrier correlates positively (far from
+    hazards: safe, B > 0); a right predicted cost negatively."""
+    distance, values = true_distance_pairs(episodes, key)
+    if len(distance) < 2 or distance.std() == 0 or values.std() == 0:
+        return None
+    return float(np.corrcoef(distance, values)[0, 1])
+
+
+def true_distance_figure(
+    episodes: Sequence[Mapping[str, np.ndarray]], *, height: int = 360
+) -> go.Figure:
+    """The learned against the true: per step, the barrier B and the predicted cost (a panel
+    each, where recorded) against the simulator's distance to the nearest hazard's edge (x = 0;
+    negative inside), unsafe steps in red, with each panel's correlation in its title."""
+    keys = [k for k in TRUE_DISTANCE_KEYS if len(true_distance_pairs(episodes, k)[0])]
+    titles = [_correlation_title(episodes, k) for k in keys] or ["no true distance recorded"]
+    figure = make_subplots(rows=1, cols=max(len(keys), 1), subplot_titles=titles)
+    for col, key in enumerate(keys, start=1):
+        distance, values = true_distance_pairs(episodes, key)
+        unsafe = distance < 0
+        for label, mask, color in (("outside", ~unsafe, SAFE), ("inside a hazard", unsafe, UNSAFE)):
+            figure.add_scattergl(
+                x=distance[mask], y=values[mask], mode="markers", name=label,
+                marker={"color": color, "size": 5, "opacity": 0.6},
+                legendgroup=label, showlegend=col == 1, row=1, col=col,
+            )  # fmt: skip
+        figure.add_vline(x=0, line={"dash": "dot", "color": REFERENCE}, row=1, col=col)
+        truthful(figure, step_axis(key), values, row=1, col=col)
+        figure.update_xaxes(title_text="true distance to the nearest hazard", row=1, col=col)
+    return _layout(figure, "the learned against the true", height)
+
+
+def _correlation_title(episodes: Sequence[Mapping[str, np.ndarray]], key: str) -> str:
+    correlation = true_distance_correlation(episodes, key)
+    shown = "n/a" if correlation is None else f"{correlation:+.2f}"
+    return f"{TRUE_DISTANCE_KEYS[key]}: correlation {shown}"

@@ -309,10 +309,15 @@ def _mtime_ns(path: Path) -> int:
         raise RunError(f"no snapshot at {path}") from None
 
 
+SHIPPED_RUNS = Path(__file__).resolve().parents[2] / "checkpoints"
+"""The source tree's pretrained runs: read-only material, never written into by a viewer."""
+
+
 def default_cache(run_path: Path) -> Path:
     """RUN/.viewer-cache/projection, or a per-run folder in the user's cache dir when the run
-    directory cannot be written."""
-    if os.access(run_path, os.W_OK):
+    directory cannot be written or is one of the shipped runs (`SHIPPED_RUNS`)."""
+    shipped = run_path.resolve().is_relative_to(SHIPPED_RUNS)
+    if os.access(run_path, os.W_OK) and not shipped:
         return run_path / CACHE_FOLDER / "projection"
     base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
     key = hashlib.sha1(str(run_path.resolve()).encode()).hexdigest()[:16]
