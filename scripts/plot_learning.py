@@ -39,10 +39,10 @@ def main(out: str, run_dirs: list[str]) -> None:
     rows = (len(panels) + columns - 1) // columns
     figure, axes = plt.subplots(rows, columns, figsize=(5 * columns, 3.2 * rows), squeeze=False)
     for axis, (kind, key, title, reference) in zip(axes.flat, panels, strict=False):
-        for run in runs:
+        for index, run in enumerate(runs):  # one colour per run in every panel
             steps, values = _series(run, kind, key)
-            if steps:
-                axis.plot(steps, values, marker="o" if len(steps) < 20 else None, label=run.name)
+            marker = "o" if len(steps) < 20 else None
+            axis.plot(steps, values, marker=marker, color=f"C{index}", label=run.name)
         if reference is not None:
             axis.axhline(reference, color="grey", linestyle="--", linewidth=1)
         axis.set_title(title, fontsize=10)
