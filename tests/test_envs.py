@@ -229,8 +229,10 @@ def test_bench_training_reports_end_to_end_speed_and_optimisations():
 
     result = bench_training("tiny", "cpu", updates=2)
     assert result["train_env_steps_per_s"] > 0 and result["replay_ratio"] == 2 * 8 / 10
-    on = optimisations(resolve("cpu"), __import__("torch").device("cpu"))
+    on = optimisations(resolve("cpu", {"train.overlap": True}), __import__("torch").device("cpu"))
     assert on["overlapped_collection"] and on["torch_threads"] == 1
+    off = optimisations(resolve("cpu"), __import__("torch").device("cpu"))
+    assert not off["overlapped_collection"]
     assert peak_rss_mb() > 0
 
 
