@@ -76,7 +76,10 @@ def test_snapshots_follow_the_contract(barrier_runs):
     }  # fmt: skip
     for artifact, event in zip(run.snapshots(), recorder.snapshots, strict=True):
         snap = load_snapshot(artifact)
-        assert set(snap) == set(SNAPSHOT_KEYS) | inspected | {f"imag_{k}" for k in inspected}
+        truth = {"hazard_distance"}  # the simulator's ground truth, beside what was learned
+        assert (
+            set(snap) == set(SNAPSHOT_KEYS) | inspected | {f"imag_{k}" for k in inspected} | truth
+        )
         assert {k: v.shape for k, v in snap.items() if k in shapes} == shapes
         assert snap["features"].dtype == np.float16 and snap["imag_frames"].dtype == np.uint8
         assert int(snap["update"]) == event.update and int(snap["step"]) == event.step
@@ -88,6 +91,9 @@ def test_snapshots_follow_the_contract(barrier_runs):
         np.testing.assert_array_equal(snap["reward"], batch["reward"].numpy()[where])
         np.testing.assert_array_equal(snap["frame"], batch["obs"].numpy()[where])
         np.testing.assert_array_equal(snap["unsafe"], snap["cost"] > 0)
+        known = np.isfinite(snap["hazard_distance"])  # NaN on first steps (not asked at reset)
+        assert known.mean() > 0.5
+        np.testing.assert_array_equal(snap["hazard_distance"][known] < 0, snap["unsafe"][known])
         assert (
             sorted(snap["imag_start"]) == sorted(set(snap["imag_start"]))
             and snap["imag_start"].max() < m

@@ -118,7 +118,8 @@ class Replay:
         return len(artifacts)
 
     def sample(self, batch_size: int, length: int) -> dict[str, np.ndarray]:
-        """`batch_size` sequences of `length` steps, as arrays [batch_size, length, ...]."""
+        """`batch_size` sequences of `length` steps, as arrays [batch_size, length, ...]: the
+        training KEYS, and the GROUND_TRUTH the streams hold (for viewers; never trained on)."""
         sizes = np.array([max(stream.size - length + 1, 0) for stream in self.streams])
         if sizes.sum() == 0:
             raise ValueError(f"replay holds no sequence of {length} steps yet")
@@ -127,7 +128,8 @@ class Replay:
         for index in choices:
             start = int(self.rng.integers(sizes[index]))
             sequences.append(self.streams[index].slice(start, start + length))
-        batch = {key: np.stack([s[key] for s in sequences]) for key in KEYS}
+        keys = [*KEYS, *(key for key in GROUND_TRUTH if key in sequences[0])]
+        batch = {key: np.stack([s[key] for s in sequences]) for key in keys}
         batch["is_first"][:, 0] = True  # a sequence starts from a fresh state
         return batch
 

@@ -42,6 +42,7 @@ from torch import Tensor
 
 from workbench.device import autocast
 from workbench.hooks import Hook, Snapshot, TrainStart, WorldModelUpdate
+from workbench.replay import GROUND_TRUTH
 from workbench.world_model import Latent
 
 
@@ -75,7 +76,8 @@ class SnapshotHook(Hook):
         chosen = self.rng.permutation(posterior.deter.shape[0] * length)[: self.latents]  # 1
         index = torch.as_tensor(chosen, device=engine.device)
         latent = posterior.map(lambda x: x.flatten(0, 1)[index])
-        real = {key: batch[key].flatten(0, 1)[index] for key in ("obs", "cost", "reward")}
+        keys = ("obs", "cost", "reward", *(k for k in GROUND_TRUTH if k in batch))
+        real = {key: batch[key].flatten(0, 1)[index] for key in keys}
         starts = np.arange(min(self.starts, len(chosen)))  # the latents are in random order
         devices = [engine.device] if engine.device.type == "cuda" else []
         with (
@@ -104,6 +106,7 @@ class SnapshotHook(Hook):
             "frame": _numpy(real["obs"], np.uint8),
             "disagreement": _numpy(world_model.disagreement(latent, action)),
             **{name: _numpy(value) for name, value in agent.inspect(features).items()},
+            **{key: _numpy(real[key]) for key in GROUND_TRUTH if key in real},
         }
 
     def _imagine(self, start: Latent) -> dict[str, np.ndarray]:
