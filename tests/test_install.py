@@ -67,7 +67,9 @@ def test_every_imported_package_is_declared_in_pyproject():
     # farama-notifications (imported only to silence it), streamlit's pandas, tensorboard's
     # protobuf (its config files are protobuf text).
     transitive = {"ipython", "farama-notifications", "pandas", "protobuf"}
-    modules = _imported_top_level_modules([ROOT / d for d in ("workbench", "app", "tests", "scripts")])
+    modules = _imported_top_level_modules(
+        [ROOT / d for d in ("workbench", "app", "tests", "scripts")]
+    )
     undeclared = []
     for module, path in sorted(modules.items()):
         if module in sys.stdlib_module_names or module in LOCAL or module == "__future__":

@@ -66,13 +66,11 @@ class TensorBoardHook(Hook):
         # A resumed run replays from its checkpoint: drop what was logged past it.
         self.writer = SummaryWriter(str(folder), purge_step=event.step if event.resumed else None)
         self.log_every = engine.config.train.log_every
-        self.cumulative_cost = engine.counters.get("cumulative_cost", 0.0)
 
     def on_episode_end(self, event: EpisodeEnd) -> None:
         for name, value in (("return", event.ret), ("cost", event.cost), ("length", event.length)):
             self.writer.add_scalar(f"episode/{name}", value, event.step)
-        self.cumulative_cost += event.cost
-        self.writer.add_scalar("episode/cumulative_cost", self.cumulative_cost, event.step)
+        self.writer.add_scalar("episode/cumulative_cost", event.cumulative_cost, event.step)
 
     def on_world_model_update(self, event: WorldModelUpdate) -> None:
         self._accumulate(event.metrics)

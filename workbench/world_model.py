@@ -121,6 +121,11 @@ class WorldModel(nn.Module):
         for head in (self.reward_head, self.cost_head):  # start by predicting exactly 0
             nn.init.zeros_(head[-1].weight)
             nn.init.zeros_(head[-1].bias)
+        # What `cost` subtracts from the cost head's logits to undo the unsafe-step weight: log w
+        # on every bin but the zero bin (derived from the config, so not saved in checkpoints).
+        unweight = torch.full((TWOHOT_BINS,), math.log(c.unsafe_cost_weight))
+        unweight[TWOHOT_BINS // 2] = 0.0
+        self.register_buffer("cost_unweight", unweight, persistent=False)
         # Convolutions in channels-last layout (encoder input is NHWC already): measured at
         # `cpu` sizes, bf16, one thread, 0.93x the world-model update's time.
         self.to(memory_format=torch.channels_last)
@@ -285,11 +290,7 @@ class WorldModel(nn.Module):
         zero bin, and an unsafe step's (cost >= 1) never touches it, so dividing the other bins'
         probabilities by w gives back the unweighted prediction exactly."""
         logits = self.cost_head(features).float()
-        nonzero = torch.ones(logits.shape[-1], device=logits.device)
-        nonzero[TWOHOT_BINS // 2] = 0.0  # the zero bin
-        return (
-            TwoHot(logits - math.log(self.config.unsafe_cost_weight) * nonzero).mean().clamp(min=0)
-        )
+        return TwoHot(logits - self.cost_unweight).mean().clamp(min=0)
 
     def cost_loss(self, features: Tensor, cost: Tensor) -> Tensor:
         """The cost head's two-hot loss [...], unsafe steps (cost > 0) weighted by
