@@ -255,7 +255,8 @@ def test_dashboard_follows_a_training_run_live(runs_dir, dashboard, training, br
 
     open_page(driver, "Imagination")
     wait_for(lambda: len(charts(driver)) == 1, 60, "the imagination plots")
-    assert "the real start frame" in text(driver) and "imagined t=0" in text(driver)
+    frames = ("the real start frame", "imagined t=0")  # drawn after the plots: wait for them
+    wait_for(lambda: all(label in text(driver) for label in frames), 60, "the imagined frames")
     screenshot(driver, screenshots / "3_imagination.png")
 
     open_page(driver, "Rollout stepper")
