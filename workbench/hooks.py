@@ -31,22 +31,15 @@ if TYPE_CHECKING:
 
 
 class Trainer(Protocol):
-    """What a hook may touch of the engine that trains (`TrainStart.engine`): its config,
-    counters, run writer, bus, device and models, and the two things it may ask for."""
+    """What a hook may read of the engine that trains (`TrainStart.engine`): its config,
+    counters, run writer, device and models. Hooks observe; the engine acts."""
 
     config: Config
     counters: dict[str, Any]
     writer: RunWriter
-    bus: HookBus
     device: torch.device
     world_model: WorldModel
     agent: AgentLike
-
-    def save_checkpoint(self) -> Any:
-        """Write a checkpoint of the models and counters now."""
-
-    def evaluate(self) -> Any:
-        """Play held-out episodes now and emit an `Evaluation`."""
 
 
 @dataclass
@@ -156,18 +149,29 @@ class Hook:
 
 
 class HookBus:
-    """Delivers each event to every hook that handles it; remembers whether one asked to stop."""
+    """Delivers each event to every hook that handles it; remembers whether one asked to stop.
+    Hooks only observe: one emitting an event while it handles another is an error."""
 
     def __init__(self, hooks: list[Any] | None = None):
         self.hooks = list(hooks or [])
         self.stop_requested = False
+        self.delivering: Event | None = None
 
     def emit(self, event: Event) -> bool:
         """Deliver `event`; False when some hook (now or earlier) asked to stop."""
-        for hook in self.hooks:
-            handler = getattr(hook, event.handler(), None)
-            if handler is not None and handler(event) is False:
-                self.stop_requested = True
+        if self.delivering is not None:
+            raise RuntimeError(
+                f"{type(event).__name__} emitted while hooks handle "
+                f"{type(self.delivering).__name__}: hooks observe, only the engine emits"
+            )
+        self.delivering = event
+        try:
+            for hook in self.hooks:
+                handler = getattr(hook, event.handler(), None)
+                if handler is not None and handler(event) is False:
+                    self.stop_requested = True
+        finally:
+            self.delivering = None
         return not self.stop_requested
 
 
@@ -270,40 +274,6 @@ class Every:
             return False
         self.last = count // self.period
         return True
-
-
-class Checkpointer(Hook):
-    """Saves a checkpoint every `checkpoint_every` env steps and when training ends."""
-
-    def on_train_start(self, event: TrainStart) -> None:
-        self.engine = event.engine
-        self.due = Every(self.engine.config.train.checkpoint_every, event.step)
-
-    def on_env_step(self, event: EnvStep) -> None:
-        if self.due(event.step):
-            self.engine.save_checkpoint()
-
-    def on_train_end(self, event: TrainEnd) -> None:
-        if event.status != "crashed":
-            self.engine.save_checkpoint()
-
-
-class Evaluator(Hook):
-    """Runs evaluation episodes (frames saved) every `eval_every` env steps and at the end."""
-
-    def on_train_start(self, event: TrainStart) -> None:
-        self.engine = event.engine
-        self.due = Every(self.engine.config.train.eval_every, event.step)
-        self.last_step: int | None = None
-
-    def on_env_step(self, event: EnvStep) -> None:
-        if self.due(event.step):
-            self.engine.evaluate()
-            self.last_step = event.step
-
-    def on_train_end(self, event: TrainEnd) -> None:
-        if event.status == "finished" and self.last_step != event.step:  # not twice at one step
-            self.engine.evaluate()
 
 
 class DivergenceGuard(Hook):
