@@ -61,7 +61,7 @@ def cheap_map(monkeypatch):
     def coordinates(snapshot_path):
         return np.load(snapshot_path)["features"][:, :2].astype(np.float32)
 
-    monkeypatch.setattr(widgets, "map_coordinates", coordinates)
+    monkeypatch.setattr(widgets.board, "map_coordinates", coordinates)
 
 
 def curve(board: widgets.Board, panel: int = 0) -> np.ndarray:
@@ -150,8 +150,10 @@ def test_live_training_updates_the_board_on_the_event_loop(tmp_path, fake_envs, 
         drawn_on.add(threading.get_ident())
         real_redraw(widget, figure)
 
-    monkeypatch.setattr(widgets, "redraw", recording_redraw)
-    monkeypatch.setattr(widgets, "map_coordinates", lambda path: np.zeros((256, 2), np.float32))
+    monkeypatch.setattr(widgets.views, "redraw", recording_redraw)
+    monkeypatch.setattr(
+        widgets.board, "map_coordinates", lambda path: np.zeros((256, 2), np.float32)
+    )
 
     async def main() -> widgets.Training:
         board = widgets.Board(min_interval=0.05)
