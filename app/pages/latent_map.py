@@ -29,14 +29,14 @@ def show_latent(snapshot: dict, index: int | None) -> None:
         return
     st.image(figures.enlarge(snapshot["frame"][index]), caption=f"latent {index}: the real frame")
     facts = {
-        "label": "unsafe" if snapshot["unsafe"][index] else "safe",
-        "cost": f"{snapshot['cost'][index]:.2f}",
-        "predicted cost": f"{snapshot['pred_cost'][index]:.2f}",
-        "disagreement": f"{snapshot['disagreement'][index]:.3g}",
-        "time in sequence": int(snapshot["time"][index]),
+        figures.label("unsafe"): "unsafe" if snapshot["unsafe"][index] else "safe",
+        figures.label("cost"): f"{snapshot['cost'][index]:.2f}",
+        figures.label("pred_cost"): f"{snapshot['pred_cost'][index]:.2f}",
+        figures.label("disagreement"): f"{snapshot['disagreement'][index]:.3g}",
+        figures.label("time"): int(snapshot["time"][index]),
     }
     if "barrier" in snapshot:
-        facts["barrier B(z)"] = f"{snapshot['barrier'][index]:.3f}"
+        facts[figures.label("barrier")] = f"{snapshot['barrier'][index]:.3f}"
     st.markdown(
         common.markdown_table([{"": name, "value": value} for name, value in facts.items()])
     )

@@ -180,7 +180,7 @@ class DisagreementView:
     """Ensemble disagreement over training: on the replay's real transitions and along the
     agent's imagined rollouts (where the policy can drift off the data)."""
 
-    SOURCES = {"real transitions": "wm/disagreement", "imagined rollouts": "agent/disagreement"}
+    SOURCES = ("wm/disagreement", "agent/disagreement")
 
     def __init__(self):
         self.plot = FigureView()
@@ -191,8 +191,8 @@ class DisagreementView:
             return
         train = [r for r in data.records if r.get("kind") == "train"]
         runs = {
-            name: [{"step": r["step"], "disagreement": r.get(key)} for r in train]
-            for name, key in self.SOURCES.items()
+            figures.label(key): [{"step": r["step"], "disagreement": r.get(key)} for r in train]
+            for key in self.SOURCES
         }
         redraw(self.plot, figures.curves(runs, "disagreement", height=360))
 
@@ -249,9 +249,13 @@ def _step_caption(episode: dict[str, np.ndarray], t: int) -> str:
     parts = [f"step {t}"]
     for key in ("reward", "cost", "pred_cost", "barrier", "hazard_distance", "disagreement"):
         if key in episode:
-            parts.append(f"{key} {float(episode[key][t]):.3g}")
+            parts.append(f"{figures.label(key)} {float(episode[key][t]):.3g}")
     if "action" in episode:
-        parts.append("action " + np.array2string(np.asarray(episode["action"][t]), precision=2))
+        parts.append(
+            figures.label("action")
+            + " "
+            + np.array2string(np.asarray(episode["action"][t]), precision=2)
+        )
     return " &nbsp;|&nbsp; ".join(parts)
 
 
