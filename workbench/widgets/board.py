@@ -30,15 +30,8 @@ import ipywidgets as ipw
 import numpy as np
 
 from workbench.runs import Run, load_arrays, run_of
+from workbench.widgets import views
 from workbench.widgets.display import view_html
-from workbench.widgets.views import (
-    BoardData,
-    CurvesView,
-    DisagreementView,
-    EpisodeView,
-    ImaginationView,
-    LatentMapView,
-)
 
 COPY_EVERY = 10.0
 """Least seconds between refreshes of a board's HTML copy (see `Board._refresh_copy`)."""
@@ -172,14 +165,14 @@ class Board:
         interval: float = 2.0,
         wait: bool = False,
     ):
-        self.data = BoardData()
+        self.data = views.BoardData()
         self.inbox = Inbox(self._apply, min_interval)
         self.views = {
-            "curves": CurvesView(),
-            "latent map": LatentMapView(),
-            "imagination": ImaginationView(),
-            "disagreement": DisagreementView(),
-            "episode": EpisodeView(),
+            "curves": views.CurvesView(),
+            "latent map": views.LatentMapView(),
+            "imagination": views.ImaginationView(),
+            "disagreement": views.DisagreementView(),
+            "episode": views.EpisodeView(),
         }
         self.header = ipw.HTML("waiting for the run...")
         self.errors = ipw.Output()
