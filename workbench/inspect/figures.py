@@ -37,12 +37,13 @@ import plotly.io as pio
 from plotly.colors import hex_to_rgb, qualitative
 from plotly.subplots import make_subplots
 
+from workbench.runs import measurements
+
 SAFE, UNSAFE = "#1f77b4", "#d62728"
 BAND = "rgba(120, 120, 120, 0.25)"
 REFERENCE = "#444444"
 RUN_COLORS = qualitative.Plotly
 """Colours of runs overlaid on one plot (a run's identity, not a quantity)."""
-NOT_METRICS = {"kind", "step", "time", "update", "episode"}  # counters, not measurements
 
 PALETTE = {
     "return": "#2ca02c",
@@ -283,13 +284,7 @@ def _layout(figure: go.Figure, title: str, height: int) -> go.Figure:
 
 def metric_keys(records: Iterable[dict[str, Any]]) -> list[str]:
     """The numeric metrics present in some record (not its kind, step, time or counters), sorted."""
-    keys = {
-        key
-        for record in records
-        for key, value in record.items()
-        if key not in NOT_METRICS and _is_number(value)
-    }
-    return sorted(keys)
+    return sorted({key for record in records for key in measurements(record)})
 
 
 def metric_groups(keys: Iterable[str]) -> dict[str, list[str]]:
