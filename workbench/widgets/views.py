@@ -42,7 +42,7 @@ class CurvesView:
         self.cost_limit: float | None = None
         self.panels = []
         for key in keys:
-            menu = ipw.Dropdown(options=[key], value=key, description="metric")
+            menu = ipw.Dropdown(options=_named([key]), value=key, description="metric")
             panel = (menu, FigureView())
             menu.observe(lambda _, panel=panel: self._draw(*panel), names="value")
             self.panels.append(panel)
@@ -56,7 +56,7 @@ class CurvesView:
         for menu, plot in self.panels:
             if len(keys) != len(menu.options):
                 chosen = menu.value
-                menu.options = sorted({*keys, chosen})
+                menu.options = _named(sorted({*keys, chosen}))
                 menu.value = chosen
             self._draw(menu, plot)
 
@@ -69,6 +69,11 @@ class CurvesView:
         if evaluations:
             runs["evaluation"] = evaluations
         redraw(plot, figures.curves(runs, menu.value, height=320, cost_limit=self.cost_limit))
+
+
+def _named(keys: Iterable[str]) -> list[tuple[str, str]]:
+    """A menu's options: each key shown by its name (`figures.label`)."""
+    return [(figures.label(key), key) for key in keys]
 
 
 class LatentMapView:
