@@ -14,7 +14,7 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import numpy as np
 
@@ -46,22 +46,20 @@ class Trainer(Protocol):
 class Event:
     step: int
     """Environment steps (agent steps, summed over envs) so far."""
-
-    @classmethod
-    def handler(cls) -> str:
-        """Name of the hook method that receives this event, e.g. `on_episode_end`."""
-        name = "".join(f"_{c.lower()}" if c.isupper() else c for c in cls.__name__)
-        return "on" + name
+    handler: ClassVar[str] = ""
+    """Name of the hook method that receives this event, e.g. `on_episode_end`."""
 
 
 @dataclass
 class TrainStart(Event):
+    handler: ClassVar[str] = "on_train_start"
     engine: Trainer
     resumed: bool
 
 
 @dataclass
 class EnvStep(Event):
+    handler: ClassVar[str] = "on_env_step"
     reward: np.ndarray
     """Rewards of this step, one per env."""
     cost: np.ndarray
@@ -70,6 +68,7 @@ class EnvStep(Event):
 
 @dataclass
 class EpisodeEnd(Event):
+    handler: ClassVar[str] = "on_episode_end"
     episode: int
     env_index: int
     ret: float
@@ -81,6 +80,7 @@ class EpisodeEnd(Event):
 
 @dataclass
 class WorldModelUpdate(Event):
+    handler: ClassVar[str] = "on_world_model_update"
     update: int
     metrics: dict[str, float]
     batch: dict[str, Tensor]
@@ -91,18 +91,21 @@ class WorldModelUpdate(Event):
 
 @dataclass
 class ImaginationEvent(Event):
+    handler: ClassVar[str] = "on_imagination_event"
     update: int
     imagination: Imagination
 
 
 @dataclass
 class AgentUpdate(Event):
+    handler: ClassVar[str] = "on_agent_update"
     update: int
     metrics: dict[str, float]
 
 
 @dataclass
 class Evaluation(Event):
+    handler: ClassVar[str] = "on_evaluation"
     episodes: list[dict[str, float]]
     paths: list[str]
     health: dict[str, Any] = field(default_factory=dict)
@@ -111,41 +114,67 @@ class Evaluation(Event):
 
 @dataclass
 class Checkpoint(Event):
+    handler: ClassVar[str] = "on_checkpoint"
     path: str
 
 
 @dataclass
 class Snapshot(Event):
+    handler: ClassVar[str] = "on_snapshot"
     update: int
     path: str
 
 
 @dataclass
 class ExceptionEvent(Event):
+    handler: ClassVar[str] = "on_exception_event"
     error: BaseException
 
 
 @dataclass
 class TrainEnd(Event):
+    handler: ClassVar[str] = "on_train_end"
     status: str
     """finished, stopped (a hook returned False) or crashed."""
     wall_time: float
 
 
 class Hook:
-    """Base class with a no-op handler per event; override the ones you need."""
+    """Base class with a no-op handler per event (its `handler`); override the ones you need.
+    Any handler may return False to ask the engine to stop."""
 
-    def on_train_start(self, event: TrainStart) -> bool | None: ...
-    def on_env_step(self, event: EnvStep) -> bool | None: ...
-    def on_episode_end(self, event: EpisodeEnd) -> bool | None: ...
-    def on_world_model_update(self, event: WorldModelUpdate) -> bool | None: ...
-    def on_imagination_event(self, event: ImaginationEvent) -> bool | None: ...
-    def on_agent_update(self, event: AgentUpdate) -> bool | None: ...
-    def on_evaluation(self, event: Evaluation) -> bool | None: ...
-    def on_checkpoint(self, event: Checkpoint) -> bool | None: ...
-    def on_snapshot(self, event: Snapshot) -> bool | None: ...
-    def on_exception_event(self, event: ExceptionEvent) -> bool | None: ...
-    def on_train_end(self, event: TrainEnd) -> bool | None: ...
+    def on_train_start(self, event: TrainStart) -> bool | None:
+        """Training starts (or resumes) at `event.step`; `event.engine` is what a hook may use."""
+
+    def on_env_step(self, event: EnvStep) -> bool | None:
+        """Every env took one step: its reward and cost."""
+
+    def on_episode_end(self, event: EpisodeEnd) -> bool | None:
+        """A training episode ended: its return, cost, length and the cumulative cost so far."""
+
+    def on_world_model_update(self, event: WorldModelUpdate) -> bool | None:
+        """The world model took a gradient step: its losses, batch and posterior latents."""
+
+    def on_imagination_event(self, event: ImaginationEvent) -> bool | None:
+        """The agent imagined rollouts from the posterior latents, for its update."""
+
+    def on_agent_update(self, event: AgentUpdate) -> bool | None:
+        """The agent took a gradient step: its losses and its own metrics."""
+
+    def on_evaluation(self, event: Evaluation) -> bool | None:
+        """Evaluation episodes were played and saved: their summaries, files and health."""
+
+    def on_checkpoint(self, event: Checkpoint) -> bool | None:
+        """A checkpoint was written to `event.path`."""
+
+    def on_snapshot(self, event: Snapshot) -> bool | None:
+        """A snapshot (latents, imagined rollouts) was written to `event.path`."""
+
+    def on_exception_event(self, event: ExceptionEvent) -> bool | None:
+        """Training raised `event.error`; it ends as crashed."""
+
+    def on_train_end(self, event: TrainEnd) -> bool | None:
+        """Training ended: finished, stopped or crashed, after `event.wall_time` seconds."""
 
 
 class HookBus:
@@ -167,7 +196,7 @@ class HookBus:
         self.delivering = event
         try:
             for hook in self.hooks:
-                handler = getattr(hook, event.handler(), None)
+                handler = getattr(hook, event.handler, None)
                 if handler is not None and handler(event) is False:
                     self.stop_requested = True
         finally:
