@@ -49,7 +49,7 @@ from typing import Any
 import numpy as np
 
 from workbench import stats
-from workbench.config import PRESETS, Config, TrainRequest, flatten
+from workbench.config import Config, TrainRequest, add_run_flags, flatten
 from workbench.runs import (
     COMPARISON_FILE,
     COMPARISON_LOGS,
@@ -82,27 +82,11 @@ def add_command(commands) -> None:
     p = commands.add_parser(
         "compare", help="train algorithms x seeds on one task and compare them side by side"
     )
-    p.add_argument("--task", default=None, help="Safety-Gymnasium task id (default: the preset's)")
-    p.add_argument("--algos", type=_names, help="comma-separated, e.g. dreamer,bsrp-lag,osrp")
-    p.add_argument("--seeds", type=_numbers, default=[0], help="comma-separated, e.g. 0,1,2")
-    p.add_argument("--steps", type=int, help="env steps per run (default: the preset's)")
-    p.add_argument("--preset", default="cpu", choices=list(PRESETS))
+    add_run_flags(p, several=True)
     p.add_argument("--out", type=Path, help="the comparison directory (runs, logs, tables, plots)")
     p.add_argument("--parallel", type=int, default=1, help="runs at a time (default 1)")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    p.add_argument(
-        "--set", action="append", default=[], metavar="KEY=VALUE", help="config key for every run"
-    )
     p.add_argument("--summarise", type=Path, metavar="DIR", help="only redo DIR's tables and plots")
     p.set_defaults(run=_compare)
-
-
-def _names(text: str) -> list[str]:
-    return [name.strip() for name in text.split(",") if name.strip()]
-
-
-def _numbers(text: str) -> list[int]:
-    return [int(name) for name in _names(text)]
 
 
 def _compare(args) -> int:
@@ -154,22 +138,21 @@ class Request:
         unknown = [algo for algo in args.algos if algo not in REGISTRY]
         if unknown:
             raise ValueError(f"unknown algo {', '.join(unknown)}; available: {', '.join(REGISTRY)}")
+        given = TrainRequest(args.preset, None, None, args.task, args.steps, args.device, args.set)
         configs = {
-            (algo, seed): TrainRequest(
-                args.preset, algo, seed, args.task, args.steps, args.device, args.set
-            ).config()
+            (algo, seed): dataclasses.replace(given, algo=algo, seed=seed).config()
             for algo in args.algos
             for seed in args.seeds
         }
         first = next(iter(configs.values()))
         request = cls(
             task=first.env.task,
-            preset=args.preset,
+            preset=given.preset,
             steps=first.train.steps,
             algos=args.algos,
             seeds=args.seeds,
-            sets=args.set,
-            device=args.device,
+            sets=list(given.sets),
+            device=given.device,
         )
         return request, configs
 
