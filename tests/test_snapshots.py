@@ -204,7 +204,7 @@ def test_run_projection_caches_reopens_and_refits_without_a_jump(tmp_path):
     reopened.refit()
     assert reopened.map.fits == 2
     state = json.loads((reopened.cache / "map.json").read_text())
-    assert state["version"] == 2 and state["snapshots"] == ["snap_00000002", "snap_00000003"]
+    assert state["version"] == 2 and state["snapshot_updates"] == [2, 3]
     assert sorted(p.name for p in reopened.cache.glob("v*")) == ["v2"]
     after = reopened.coordinates(snap2)
     assert np.median(np.linalg.norm(after - before, axis=1)) < 0.15 * extent
