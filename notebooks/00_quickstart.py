@@ -20,7 +20,7 @@ from workbench.runs import Run
 # %%
 SCALE = notebook_scale()  # 1: about a minute on 2 CPU cores; raise it to train longer and sample more
 print('SCALE =', SCALE)
-readable_anywhere()  # every figure also saved as HTML: the lesson reads without a kernel
+readable_anywhere()  # every figure also saved as an image: the lesson reads without a kernel
 
 # %% [markdown]
 # ## The run directory

@@ -27,7 +27,7 @@ from workbench.lessons import check, notebook_scale, pretrained_run, readable_an
 # %%
 SCALE = notebook_scale()  # 1: about 2 minutes on 2 CPU cores; raise it to train longer and sample more
 print('SCALE =', SCALE)
-readable_anywhere()  # every figure also saved as HTML: the lesson reads without a kernel
+readable_anywhere()  # every figure also saved as an image: the lesson reads without a kernel
 
 # %% [markdown]
 # ## Reconstructions

@@ -26,7 +26,7 @@ from workbench.lessons import check, notebook_scale, readable_anywhere, scaled, 
 # %%
 SCALE = notebook_scale()  # 1: under a minute on 2 CPU cores; raise it to train longer and sample more
 print('SCALE =', SCALE)
-readable_anywhere()  # every figure also saved as HTML: the lesson reads without a kernel
+readable_anywhere()  # every figure also saved as an image: the lesson reads without a kernel
 
 
 # %% [markdown]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import time
+from typing import Any
 
 import numpy as np
 import pytest
@@ -38,6 +39,31 @@ def test_notebook_runs_top_to_bottom_with_fast_parameters(path, monkeypatch):
     exercises = printed.count("not answered yet")
     assert exercises == sum("check(" in cell.source for cell in notebook.cells)
     print(f"{path.name}: {seconds:.0f} s, {exercises} exercises")
+    EXECUTED[path.stem] = notebook
+
+
+EXECUTED: dict[str, Any] = {}
+"""The notebooks the test above executed, by name, for the next one to read."""
+
+
+@pytest.mark.notebook
+def test_executed_lessons_show_every_figure_without_a_kernel():
+    import nbformat
+    import plotly.graph_objects as go
+
+    from workbench.inspect import figures
+
+    if not EXECUTED:
+        pytest.skip("no lesson executed in this session (the test above executes them)")
+    if figures.figure_png(go.Figure()) is None:
+        pytest.skip("figures get no static images here: kaleido or Chromium is missing")
+    for name, notebook in EXECUTED.items():
+        shown = [out.get("data", {}) for cell in notebook.cells for out in cell.get("outputs", [])]
+        plots = [data for data in shown if "application/vnd.plotly.v1+json" in data]
+        assert all("image/png" in data for data in plots), f"{name}: a figure without its image"
+        copies = "".join(data.get("text/html", "") for data in shown)
+        assert "plotly-graph-div" not in copies, f"{name}: a widget's figure without its image"
+        assert len(nbformat.writes(notebook)) < 5e6, f"{name}: over 5 MB once executed"
 
 
 def test_committed_notebooks_are_made_from_their_sources():

@@ -52,10 +52,10 @@ def scaled(count: int, scale: float, minimum: int = 1) -> int:
 
 
 def readable_anywhere() -> None:
-    """Make every plotly figure this kernel shows carry, beside plotly's interactive form, a
-    self-contained HTML copy that fetches plotly.js from its CDN (never embedded: an executed
-    lesson stays small), so a lesson reads without a kernel: exported with `jupyter nbconvert
-    --to html`, on nbviewer, or in JupyterLab after a restart. The widgets do the same."""
+    """Make every plotly figure this kernel shows carry, beside plotly's interactive form, a PNG
+    image of itself (`workbench.inspect.figures.figure_bundle`: no plotly.js, no network), so a
+    lesson reads without a kernel: on GitHub or nbviewer, exported with `jupyter nbconvert --to
+    html`, offline. The widgets save a copy of their views as images too."""
     import plotly.io as pio
     from plotly.io._base_renderers import MimetypeRenderer
 

@@ -120,10 +120,10 @@ def _running_loop() -> asyncio.AbstractEventLoop | None:
 
 
 class FigureView(ipw.Output):
-    """A plotly figure in an Output widget. Its widget state holds the figure (as plotly's JSON
-    and as self-contained HTML that loads plotly.js from its CDN), not a copy of plotly.js as a
-    `go.FigureWidget`'s does (5 MB each), so a saved notebook stays small and shows the figure
-    without a kernel. `data` and `layout` are those of the figure shown."""
+    """A plotly figure in an Output widget. Its widget state holds the figure as plotly's JSON,
+    not a copy of plotly.js as a `go.FigureWidget`'s does (5 MB each), so a saved notebook stays
+    small. (Its image, for reading without a kernel, is in the board's saved copy: `Board`.)
+    `data` and `layout` are those of the figure shown."""
 
     def __init__(self, **kwargs: Any):
         super().__init__(**kwargs)
@@ -141,7 +141,11 @@ class FigureView(ipw.Output):
         """Show `figure` in place of the one shown (works from any callback on the loop)."""
         self.figure = figure
         self.outputs = (
-            {"output_type": "display_data", "data": figures.figure_bundle(figure), "metadata": {}},
+            {
+                "output_type": "display_data",
+                "data": figures.figure_bundle(figure, image=False),
+                "metadata": {},
+            },
         )
 
 
@@ -543,15 +547,16 @@ class Board:
             self.task.cancel()
 
     def _ipython_display_(self) -> None:
-        """The live board, with the HTML of its views beside it for a notebook read without a
-        kernel; that copy is brought up to date as the board changes (see `_refresh_copy`)."""
+        """The live board, and below it a copy of its views as images for a notebook read
+        without a kernel; the copy is brought up to date as the board changes (`_refresh_copy`)."""
         from IPython.display import display
 
+        display(self.widget)
         self._handle = display(self._bundle(), raw=True, display_id=True)
         self._copied_at = time.monotonic()
 
     def _bundle(self) -> dict[str, Any]:
-        return {**self.widget._repr_mimebundle_(), "text/html": self.static_html()}
+        return figures.saved_copy(self.static_html())
 
     def static_html(self) -> str:
         """The board's last state as self-contained HTML: its header and every view."""
@@ -666,18 +671,21 @@ def map_coordinates(snapshot_path: Path) -> np.ndarray:
 
 
 class Shown:
-    """A view as a notebook shows it: the live widget, and beside it (for a notebook read or
-    exported without a kernel) the HTML of what it shows. `widget` is the view's widget."""
+    """A view as a notebook shows it: the live widget, and below it (for a notebook read or
+    exported without a kernel) what it shows, as images. `widget` is the view's widget."""
 
     def __init__(self, view: Any, title: str = ""):
         self.view, self.widget, self.title = view, view.widget, title
 
-    def _repr_mimebundle_(self, **_: Any) -> dict[str, Any]:
-        return {**self.widget._repr_mimebundle_(), "text/html": view_html(self.view, self.title)}
+    def _ipython_display_(self) -> None:
+        from IPython.display import display
+
+        display(self.widget)
+        display(figures.saved_copy(view_html(self.view, self.title)), raw=True)
 
 
 def view_html(view: Any, title: str = "") -> str:
-    """A view's caption and figures as self-contained HTML (plotly.js from its CDN)."""
+    """A view's caption and figures as self-contained HTML (images: `figures.figure_html`)."""
     parts = [f"<h4>{html.escape(title)}</h4>"] if title else []
     caption = getattr(view, "caption", None)
     if caption is not None:
