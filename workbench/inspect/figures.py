@@ -255,7 +255,7 @@ def figure_png(figure: go.Figure) -> bytes | None:
     return _png(pio.to_json(figure, validate=False))
 
 
-@functools.lru_cache(maxsize=64)  # a board's copy draws again every figure, mostly unchanged
+@functools.lru_cache(maxsize=32)  # a board's copy draws again every figure, mostly unchanged
 def _png(figure_json: str) -> bytes | None:
     if _no_images:
         return None
