@@ -25,9 +25,16 @@ a quantity is called the same on every page, widget and plot.
 
 from __future__ import annotations
 
+import asyncio
+import atexit
+import base64
+import functools
+import html
 import json
 import re
-from collections.abc import Iterable, Mapping, Sequence
+import threading
+import warnings
+from collections.abc import Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -251,20 +258,100 @@ def truthful(
 # Figures readable anywhere.
 
 
-def figure_bundle(figure: go.Figure) -> dict[str, Any]:
-    """A figure's display data: plotly's own mime type (interactive in JupyterLab), HTML (a
-    notebook exported or read without a kernel) and text."""
-    return {
+STATIC_WIDTH = 700
+"""Width in pixels of a figure's static image when its layout sets none."""
+SAVED_COPY = "The last state of these views, as images (for reading without a kernel)"
+_exporting = threading.Lock()  # one image at a time through kaleido's single browser
+_no_images: list[str] = []  # why images cannot be made, once found out
+
+
+def figure_bundle(figure: go.Figure, *, image: bool = True) -> dict[str, Any]:
+    """A figure's display data: plotly's own mime type (interactive in JupyterLab), a PNG image
+    (`image`: what a notebook read without a kernel shows; none where kaleido or a Chromium is
+    missing) and text."""
+    bundle = {
         "application/vnd.plotly.v1+json": json.loads(pio.to_json(figure, validate=False)),
-        "text/html": figure_html(figure),
         "text/plain": f"<figure: {figure.layout.title.text or 'plot'}>",
     }
+    png = figure_png(figure) if image else None
+    if png is not None:
+        bundle["image/png"] = base64.b64encode(png).decode()
+    return bundle
 
 
 def figure_html(figure: go.Figure) -> str:
-    """A figure as an HTML fragment that needs nothing but plotly.js from its CDN (loaded once by
-    the browser, however many figures use it)."""
-    return pio.to_html(figure, include_plotlyjs="cdn", full_html=False, validate=False)
+    """A figure as an HTML fragment that needs no kernel and no network: its PNG image (where
+    kaleido or a Chromium is missing: plotly's HTML, which loads plotly.js from its CDN)."""
+    png = figure_png(figure)
+    if png is None:
+        return pio.to_html(figure, include_plotlyjs="cdn", full_html=False, validate=False)
+    title = html.escape(figure.layout.title.text or "plot", quote=True)
+    return f'<img src="data:image/png;base64,{base64.b64encode(png).decode()}" alt="{title}"/>'
+
+
+def saved_copy(fragment: str) -> dict[str, str]:
+    """Display data for the last state of live views (`fragment`, their HTML), under a line that
+    folds it: open, so that a notebook read without a kernel shows every figure; beside the live
+    views a click folds it away."""
+    return {
+        "text/html": f"<details open><summary>{SAVED_COPY}</summary>\n{fragment}\n</details>",
+        "text/plain": SAVED_COPY,
+    }
+
+
+def figure_png(figure: go.Figure) -> bytes | None:
+    """A figure as a PNG image, `STATIC_WIDTH` wide unless its layout says otherwise (plotly's
+    exporter, kaleido, drawing it in a headless Chromium); None where either is missing."""
+    return _png(pio.to_json(figure, validate=False))
+
+
+@functools.lru_cache(maxsize=32)  # a board's copy draws again every figure, mostly unchanged
+def _png(figure_json: str) -> bytes | None:
+    if _no_images:
+        return None
+    figure = json.loads(figure_json)
+    layout = figure.get("layout", {})
+    width, height = layout.get("width") or STATIC_WIDTH, layout.get("height") or 450
+    try:
+        with _exporting:
+            return _exporter().png(figure, width, height)
+    except Exception as error:  # no kaleido, no Chromium: the figures stay interactive only
+        _no_images.append(f"{type(error).__name__}: {error}")
+        warnings.warn(
+            f"figures get no static images ({_no_images[0]}); install kaleido and Chromium",
+            stacklevel=3,
+        )
+        return None
+
+
+class _Exporter:
+    """kaleido's headless Chromium, opened once and driven from an event loop in a thread of its
+    own, every call with a timeout (kaleido's own sync server waits forever once it fails)."""
+
+    def __init__(self, timeout: float = 60.0):
+        import kaleido
+
+        async def opened() -> kaleido.Kaleido:
+            return await kaleido.Kaleido()
+
+        self.timeout = timeout
+        self.loop = asyncio.new_event_loop()
+        threading.Thread(target=self.loop.run_forever, daemon=True, name="kaleido").start()
+        self.browser = self.run(opened())
+        atexit.register(lambda: self.run(self.browser.close()))
+
+    def png(self, figure: dict[str, Any], width: int, height: int) -> bytes:
+        """A figure (plotly's JSON) drawn as a PNG image of that size."""
+        opts = {"format": "png", "width": width, "height": height}
+        return self.run(self.browser.calc_fig(figure, opts=opts))
+
+    def run(self, coroutine: Coroutine[Any, Any, Any]) -> Any:
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(self.timeout)
+
+
+@functools.cache
+def _exporter() -> _Exporter:
+    return _Exporter()
 
 
 def _layout(figure: go.Figure, title: str, height: int) -> go.Figure:

@@ -29,6 +29,7 @@ from typing import Any
 import ipywidgets as ipw
 import numpy as np
 
+from workbench.inspect import figures
 from workbench.runs import Run, load_arrays, run_of
 from workbench.widgets import views
 from workbench.widgets.display import view_html
@@ -215,15 +216,16 @@ class Board:
             self.task.cancel()
 
     def _ipython_display_(self) -> None:
-        """The live board, with the HTML of its views beside it for a notebook read without a
-        kernel; that copy is brought up to date as the board changes (see `_refresh_copy`)."""
+        """The live board, and below it a copy of its views as images for a notebook read
+        without a kernel; the copy is brought up to date as the board changes (`_refresh_copy`)."""
         from IPython.display import display
 
+        display(self.widget)
         self._handle = display(self._bundle(), raw=True, display_id=True)
         self._copied_at = time.monotonic()
 
     def _bundle(self) -> dict[str, Any]:
-        return {**self.widget._repr_mimebundle_(), "text/html": self.static_html()}
+        return figures.saved_copy(self.static_html())
 
     def static_html(self) -> str:
         """The board's last state as self-contained HTML: its header and every view."""

@@ -34,7 +34,11 @@ class FigureView(ipw.Output):
         """Show `figure` in place of the one shown (works from any callback on the loop)."""
         self.figure = figure
         self.outputs = (
-            {"output_type": "display_data", "data": figures.figure_bundle(figure), "metadata": {}},
+            {
+                "output_type": "display_data",
+                "data": figures.figure_bundle(figure, image=False),
+                "metadata": {},
+            },
         )
 
 
@@ -44,18 +48,21 @@ def redraw(widget: FigureView, figure: go.Figure) -> None:
 
 
 class Shown:
-    """A view as a notebook shows it: the live widget, and beside it (for a notebook read or
-    exported without a kernel) the HTML of what it shows. `widget` is the view's widget."""
+    """A view as a notebook shows it: the live widget, and below it (for a notebook read or
+    exported without a kernel) what it shows, as images. `widget` is the view's widget."""
 
     def __init__(self, view: Any, title: str = ""):
         self.view, self.widget, self.title = view, view.widget, title
 
-    def _repr_mimebundle_(self, **_: Any) -> dict[str, Any]:
-        return {**self.widget._repr_mimebundle_(), "text/html": view_html(self.view, self.title)}
+    def _ipython_display_(self) -> None:
+        from IPython.display import display
+
+        display(self.widget)
+        display(figures.saved_copy(view_html(self.view, self.title)), raw=True)
 
 
 def view_html(view: Any, title: str = "") -> str:
-    """A view's caption and figures as self-contained HTML (plotly.js from its CDN)."""
+    """A view's caption and figures as self-contained HTML (images: `figures.figure_html`)."""
     parts = [f"<h4>{html.escape(title)}</h4>"] if title else []
     caption = getattr(view, "caption", None)
     if caption is not None:

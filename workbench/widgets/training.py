@@ -85,8 +85,11 @@ class Training:
         self._stop.set()
 
     def wait(self, timeout: float | None = None) -> str | None:
-        """Block until training ends (or `timeout` seconds pass); its status. Re-raises a crash."""
+        """Block until training ends (or `timeout` seconds pass); its status. Re-raises a crash.
+        The board shows where training got to at once (in a notebook's last cell, a later
+        update would not be saved)."""
         self.thread.join(timeout)
+        self.board.refresh()
         if self.error is not None:
             raise self.error
         return self.status
