@@ -17,7 +17,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from workbench import compare, runs
-from workbench.config import ConfigError, resolve
+from workbench.config import ConfigError, TrainRequest, resolve
 from workbench.dashboard import (
     RUNS_DIR_VARIABLE,
     stop_training,
@@ -524,19 +524,17 @@ def test_streamlit_command_serves_on_the_address_without_watching_files(tmp_path
 
 def test_training_command_checks_before_starting(tmp_path):
     command = training_command(
-        tmp_path, "a", algo="osrp", preset="tiny", seed=2, sets=["agent.cost_limit=5"]
+        tmp_path, "a", TrainRequest("tiny", "osrp", 2, sets=["agent.cost_limit=5"])
     )
     assert command[command.index("--run-dir") + 1] == str(tmp_path / "a")
     assert "--set=agent.cost_limit=5" in command and "--no-progress" in command
     with pytest.raises(ConfigError, match="unknown config key"):
-        training_command(
-            tmp_path, "b", algo="dreamer", preset="tiny", seed=0, sets=["agent.nope=1"]
-        )
+        training_command(tmp_path, "b", TrainRequest("tiny", sets=["agent.nope=1"]))
     with pytest.raises(ValueError, match="run name"):
-        training_command(tmp_path, "../up", algo="dreamer", preset="tiny", seed=0)
+        training_command(tmp_path, "../up", TrainRequest("tiny"))
     (tmp_path / "taken").mkdir()
     with pytest.raises(RunError, match="already exists"):
-        training_command(tmp_path, "taken", algo="dreamer", preset="tiny", seed=0)
+        training_command(tmp_path, "taken", TrainRequest("tiny"))
 
 
 def test_stop_training_refuses_a_run_that_is_not_running(partial_root):
