@@ -28,7 +28,7 @@ import json
 import tempfile
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
@@ -223,12 +223,14 @@ def _bench_learning(config, device: torch.device, repeats: int = 5) -> dict[str,
     import torch
 
     from workbench.agents import make_agent
+    from workbench.agents.base import Agent
     from workbench.device import autocast
     from workbench.world_model import WorldModel
 
     action_dim = 2
     world_model = WorldModel(config.model, action_dim, config.env.image_size).to(device)
-    agent = make_agent(config, world_model, action_dim).to(device)
+    # An online agent: its update learns from the world model's posterior.
+    agent = cast(Agent, make_agent(config, world_model, action_dim).to(device))
     batch = _random_batch(config, action_dim, device)
     precision = config.train.precision
 

@@ -131,7 +131,7 @@ class Collector:
         low, high = self.envs.action_low, self.envs.action_high
         return low + (action.cpu().numpy() + 1) / 2 * (high - low)
 
-    def _record(self, result, index: int) -> dict[str, np.ndarray]:
+    def _record(self, result, index: int) -> dict[str, np.ndarray | np.generic]:
         return {
             "obs": result.obs[index],
             "action": self.action[index].cpu().numpy(),

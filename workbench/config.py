@@ -401,15 +401,16 @@ def resolve(preset: str = "cpu", overrides: dict[str, Any] | None = None) -> Con
 class TrainRequest:
     """What `workbench train` is asked for on its command line; with `add_run_flags`, the one
     place its flags are spelled (the dashboard and `workbench compare` start runs through
-    `flags()`). A field left None takes its default here."""
+    `flags()`). A field left None takes its default here (so the parser's defaults can be None),
+    and is typed as it is after that."""
 
-    preset: str | None = "cpu"
-    algo: str | None = "dreamer"
-    seed: int | None = 0
+    preset: str = "cpu"
+    algo: str = "dreamer"
+    seed: int = 0
     task: str | None = None
     steps: int | None = None
-    device: str | None = "auto"
-    sets: list[str] | tuple[str, ...] | None = ()
+    device: str = "auto"
+    sets: list[str] | tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         for field_ in dataclasses.fields(self):
@@ -418,7 +419,7 @@ class TrainRequest:
 
     def config(self) -> Config:
         """The config these flags build (a bad key or value raises ConfigError)."""
-        overrides = dict(parse_assignment(text) for text in self.sets)
+        overrides: dict[str, Any] = dict(parse_assignment(text) for text in self.sets)
         overrides.update({"algo": self.algo, "train.seed": self.seed, "train.device": self.device})
         if self.task:
             overrides["env.task"] = self.task

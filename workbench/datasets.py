@@ -75,7 +75,7 @@ class DatasetWriter:
         check_new_dataset(self.path)
         self.created = make_folder(self.path, "--out")
         (self.path / EPISODES).mkdir(parents=True, exist_ok=True)
-        self.meta = {
+        self.meta: dict[str, Any] = {
             "format": FORMAT,
             "version": VERSION,
             "task": task,
@@ -144,11 +144,12 @@ class Behaviour:
         path, colon, noise = text.rpartition(":")
         if not colon:
             path, noise = text, "0"
+        checkpoint = Path(path)
         try:
-            behaviour = cls(Path(path), float(noise))
+            behaviour = cls(checkpoint, float(noise))
         except ValueError:
             raise DatasetError(f"--policy {text!r}: expected random, RUN or RUN:NOISE") from None
-        if behaviour.noise < 0 or not behaviour.checkpoint.exists():
+        if behaviour.noise < 0 or not checkpoint.exists():
             raise DatasetError(f"--policy {text!r}: no run or checkpoint there, or noise < 0")
         return behaviour
 
@@ -398,13 +399,13 @@ def _behaviour_name(record: dict[str, Any]) -> str:
 
 
 def _distribution(values: list[float]) -> dict[str, float]:
-    values = np.asarray(values, dtype=float)
+    array = np.asarray(values, dtype=float)
     return {
-        "mean": float(values.mean()),
-        "std": float(values.std()),
-        "min": float(values.min()),
-        "median": float(np.median(values)),
-        "max": float(values.max()),
+        "mean": float(array.mean()),
+        "std": float(array.std()),
+        "min": float(array.min()),
+        "median": float(np.median(array)),
+        "max": float(array.max()),
     }
 
 

@@ -74,6 +74,7 @@ class Factories:
 class Engine:
     factories = Factories()
     """The default factories (the command line's); an `Engine(..., factories=...)` overrides."""
+    _background: CollectorThread | None  # while collecting in the background (train.overlap)
 
     def __init__(
         self,
@@ -254,8 +255,8 @@ class Engine:
 
     def _train_once(self) -> None:
         cfg = self.config.train
-        batch = self.collector.sample(cfg.batch_size, cfg.batch_length)
-        batch = {key: torch.as_tensor(value, device=self.device) for key, value in batch.items()}
+        arrays = self.collector.sample(cfg.batch_size, cfg.batch_length)
+        batch = {key: torch.as_tensor(value, device=self.device) for key, value in arrays.items()}
         posterior = self._train_world_model(batch)
         update = self.counters["update"]
         with autocast(self.device, cfg.precision):
@@ -311,7 +312,7 @@ class Engine:
     def snapshot(self, arrays: dict[str, np.ndarray]) -> Path:
         """Save a snapshot's arrays (`Snapshotter.take`) and emit `Snapshot`."""
         update = self.counters["update"]
-        arrays.update(step=np.int64(self.step), update=np.int64(update))
+        arrays.update(step=np.array(self.step, np.int64), update=np.array(update, np.int64))
         path = self.writer.save_snapshot(update, arrays)
         self.bus.emit(Snapshot(self.step, update=update, path=str(path)))
         return path

@@ -46,7 +46,7 @@ class RenderingError(RuntimeError):
 class _HashableArray(np.ndarray):
     """An ndarray that dataclasses accept as a field default (it has a __hash__)."""
 
-    __hash__ = object.__hash__
+    __hash__ = object.__hash__  # type: ignore[assignment]  # ndarray's is None: unhashable
 
 
 def _configure_gl() -> None:
@@ -76,6 +76,7 @@ def _patch_colors(package_dir: str) -> None:
     if module is None:
         path = os.path.join(package_dir, "assets", "color.py")
         spec = importlib.util.spec_from_file_location(name, path)
+        assert spec is not None and spec.loader is not None  # a .py file's spec has a loader
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
         sys.modules[name] = module
@@ -154,7 +155,8 @@ class _FastRenderer:
         self._camera.type = mujoco.mjtCamera.mjCAMERA_FIXED
         self._rect = mujoco.MjrRect(0, 0, size, size)
         self._pixels = np.empty((size, size, 3), dtype=np.uint8)
-        self._model = self._context = self._scene = None
+        self._model = self._context = None
+        self._scene: Any = None  # a mujoco.MjvScene once bound
 
     def _bind(self, model: Any) -> None:
         """Follow the new MjModel that safety_gymnasium compiles on every reset.
@@ -375,7 +377,8 @@ def env_config(config: EnvConfig | str | None = None, **settings: Any) -> EnvCon
     """An `EnvConfig` (its defaults are the only ones) from a config or a task id, with
     `settings` (any of its fields) replacing its values."""
     if config is None or isinstance(config, str):
-        return EnvConfig(**({"task": config} if config else {}), **settings)
+        task: dict[str, Any] = {"task": config} if config else {}
+        return EnvConfig(**task, **settings)
     return dataclasses.replace(config, **settings)
 
 
@@ -475,8 +478,8 @@ class VectorEnv:
 
     def _start_workers(self, config: EnvConfig) -> tuple[np.ndarray, np.ndarray]:
         """Start one worker per env; return the action bounds they report."""
-        method = "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
-        ctx = mp.get_context(method)
+        forkserver = "forkserver" in mp.get_all_start_methods()
+        ctx = mp.get_context("forkserver") if forkserver else mp.get_context("spawn")
         for _ in range(self.num_envs):
             parent, child = ctx.Pipe()
             proc = ctx.Process(target=_worker, args=(child, config), daemon=True)
@@ -545,8 +548,9 @@ class VectorEnv:
 
     def close(self) -> None:
         """Stop the workers (or close the in-process env). Safe to call twice."""
-        if getattr(self, "_local", None) is not None:
-            self._local.close()
+        local = getattr(self, "_local", None)
+        if local is not None:
+            local.close()
             self._local = None
         for conn in getattr(self, "_conns", []):
             try:

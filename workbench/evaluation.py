@@ -44,7 +44,7 @@ def play_episode(
     latent = world_model.initial(1)
     action = torch.zeros(1, env.action_dim, device=device)
     is_first = torch.ones(1, dtype=torch.bool, device=device)
-    steps: list[dict[str, np.ndarray]] = []
+    steps: list[dict[str, np.ndarray | np.generic]] = []
     reward = cost = 0.0
     done = terminal = False
     while True:

@@ -71,7 +71,8 @@ class SafetyPixelsEnv(Env):
         info = {**result.info, "cost": result.cost, "hazard_distance": result.hazard_distance}
         return result.obs, result.reward, result.terminated, result.truncated, info
 
-    def render(self) -> np.ndarray | None:
+    # gymnasium types render() with a TypeVar bound per call, which no concrete override matches
+    def render(self) -> np.ndarray | None:  # type: ignore[override]
         return self._env.render() if self.render_mode == "rgb_array" else None
 
     def close(self) -> None:

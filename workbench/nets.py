@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import math
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -238,9 +239,10 @@ class ConvDecoder(nn.Module):
         """Decode all feature vectors at once, whatever their leading dims."""
         lead = features.shape[:-1]
         x = self.linear(features.reshape(-1, features.shape[-1])).reshape(-1, *self.start)
-        x = x.contiguous(memory_format=memory_format(self.net[0].weight))
+        first, last = cast(nn.ConvTranspose2d, self.net[0]), cast(nn.ConvTranspose2d, self.net[-1])
+        x = x.contiguous(memory_format=memory_format(first.weight))
         if self.subpixel_output:
-            x = subpixel_conv_transpose(self.net[:-1](x), self.net[-1])
+            x = subpixel_conv_transpose(self.net[:-1](x), last)
         else:
             x = self.net(x)
         x = x.permute(0, 2, 3, 1)

@@ -16,6 +16,7 @@ reward and cost received on arriving at it, and whether it is the first or a ter
 from __future__ import annotations
 
 import zipfile
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -35,7 +36,7 @@ class Stream:
         self.arrays: dict[str, np.ndarray] = {}
         self.size = 0
 
-    def append(self, step: dict[str, np.ndarray]) -> None:
+    def append(self, step: Mapping[str, np.ndarray | np.generic]) -> None:
         if not self.arrays:
             self.arrays = {
                 k: np.zeros((64, *np.shape(v)), np.asarray(v).dtype) for k, v in step.items()
@@ -80,7 +81,7 @@ class Replay:
     def num_steps(self) -> int:
         return sum(stream.size for stream in self.streams)
 
-    def add(self, env_index: int, step: dict[str, np.ndarray]) -> None:
+    def add(self, env_index: int, step: Mapping[str, np.ndarray | np.generic]) -> None:
         stream = self.streams[env_index]
         if step["is_first"]:
             self.episode_starts[env_index] = stream.size

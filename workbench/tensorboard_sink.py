@@ -142,7 +142,7 @@ def gif_bytes(frames: np.ndarray, fps: int) -> bytes:
         return buffer.getvalue()
 
 
-def _cell(value: np.generic) -> str:
+def _cell(value: np.bool_ | np.number) -> str:
     """One metadata cell (the projector's TSV): booleans as 0/1, numbers to 4 digits."""
     if value.dtype == bool:
         return str(int(value))

@@ -33,6 +33,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -102,6 +103,8 @@ class Imagination:
 class WorldModel(nn.Module):
     """RSSM with reward/cost/continuation heads, image decoder and a K-member prior ensemble."""
 
+    cost_unweight: Tensor  # a buffer
+
     def __init__(self, config: ModelConfig, action_dim: int, image_size: int = 64) -> None:
         super().__init__()
         c = config
@@ -119,8 +122,9 @@ class WorldModel(nn.Module):
         self.cost_head = MLP(self.feature_dim, TWOHOT_BINS, c.hidden, layers=2)
         self.cont_head = MLP(self.feature_dim, 1, c.hidden, layers=2)
         for head in (self.reward_head, self.cost_head):  # start by predicting exactly 0
-            nn.init.zeros_(head[-1].weight)
-            nn.init.zeros_(head[-1].bias)
+            output = cast(nn.Linear, head[-1])
+            nn.init.zeros_(output.weight)
+            nn.init.zeros_(output.bias)
         # What `cost` subtracts from the cost head's logits to undo the unsafe-step weight: log w
         # on every bin but the zero bin (derived from the config, so not saved in checkpoints).
         unweight = torch.full((TWOHOT_BINS,), math.log(c.unsafe_cost_weight))
@@ -128,7 +132,8 @@ class WorldModel(nn.Module):
         self.register_buffer("cost_unweight", unweight, persistent=False)
         # Convolutions in channels-last layout (encoder input is NHWC already): measured at
         # `cpu` sizes, bf16, one thread, 0.93x the world-model update's time.
-        self.to(memory_format=torch.channels_last)
+        # (valid torch, missing from its stubs' overloads of Module.to)
+        self.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         self.optimizer = adam(self.parameters(), c.lr)
 
     # ----- states and transitions -------------------------------------------------------------

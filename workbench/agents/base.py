@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, Self, runtime_checkable
 
 import torch
 from torch import Tensor, nn
@@ -28,6 +28,13 @@ from torch import Tensor, nn
 from workbench.config import Config
 from workbench.nets import MLP, adam, lambda_returns
 from workbench.world_model import Imagination, Latent, WorldModel
+
+
+class Policy(Protocol):
+    """What is asked of an agent's actor from outside: its deterministic actions."""
+
+    def mode(self, features: Tensor) -> Tensor:
+        """Actions [N, A] for features [N, F]."""
 
 
 @runtime_checkable
@@ -41,6 +48,10 @@ class AgentLike(Protocol):
     @property
     def world_model(self) -> WorldModel:
         """The world model the agent acts and imagines in (held, not owned)."""
+
+    @property
+    def actor(self) -> Policy:
+        """The policy (snapshots label each latent with `actor.mode`)."""
 
     def act(self, latent: Latent, explore: bool) -> Tensor:
         """Actions [N, A] for a batch of posterior latents."""
@@ -62,6 +73,12 @@ class AgentLike(Protocol):
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> Any:
         """Restore what `state_dict` gave (as `torch.nn.Module`)."""
+
+    def to(self, device: torch.device | str) -> Self:
+        """Move parameters and buffers (as `torch.nn.Module`)."""
+
+    def eval(self) -> Self:
+        """Evaluation mode (as `torch.nn.Module`)."""
 
 
 @dataclass
@@ -111,6 +128,8 @@ class Critic(nn.Module):
 
 class Agent(nn.Module):
     """Shared parts: an actor, a reward critic and a cost critic trained on imagined rollouts."""
+
+    return_scale: Tensor  # a buffer
 
     def __init__(self, config: Config, world_model: WorldModel, action_dim: int):
         super().__init__()
@@ -249,7 +268,7 @@ class OfflineAgent(nn.Module):
     that subclasses build; `update(transitions)` takes a minibatch of dataset transitions
     {features, action, reward, cost, next_features, done, safe} [N, ...] and returns metrics."""
 
-    actor: nn.Module
+    actor: Policy
 
     def __init__(self, config: Config, world_model: WorldModel, action_dim: int):
         super().__init__()

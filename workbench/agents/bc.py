@@ -36,6 +36,7 @@ class BehaviourCloning(OfflineAgent):
     """`bc-all`: clone every transition of the dataset."""
 
     safe_only = False
+    actor: TanhPolicy
 
     def __init__(self, config: Config, world_model: WorldModel, action_dim: int):
         super().__init__(config, world_model, action_dim)

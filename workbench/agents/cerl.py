@@ -51,7 +51,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import Tensor, nn
@@ -113,7 +113,7 @@ class AdamSnapshot:
 def join(rollouts: list[Imagination]) -> Imagination:
     """One batch [H+1, K*N] from K batches of rollouts [H+1, N], in order."""
 
-    def cat(values: list) -> Tensor | Latent:
+    def cat(values: list) -> Any:  # a Tensor, or a Latent of them: as the values are
         if isinstance(values[0], Latent):
             return Latent(*(cat([getattr(v, f.name) for v in values]) for f in fields(Latent)))
         return torch.cat(values, 1)
@@ -124,11 +124,13 @@ def join(rollouts: list[Imagination]) -> Imagination:
 
 
 class CERL(Agent):
+    eta: Tensor  # a buffer
+
     def __init__(self, config: Config, world_model: WorldModel, action_dim: int):
         super().__init__(config, world_model, action_dim)
         # 3: start inside the feasible set: the cost critic predicts exactly 0 at first, as the
         # world model's cost head does.
-        output = self.cost_critic.net[-1]
+        output = cast(nn.Linear, self.cost_critic.net[-1])
         nn.init.zeros_(output.weight)
         nn.init.zeros_(output.bias)
         self.cost_critic.target.load_state_dict(self.cost_critic.net.state_dict())

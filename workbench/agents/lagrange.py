@@ -42,6 +42,9 @@ from workbench.config import LagrangeConfig
 class EpisodeCost(nn.Module):
     """EMA of the real episode costs, from 0 (SafeDreamer `train_eval.py`: 0.99 ema + 0.01 cost)."""
 
+    ema: Tensor
+    episodes: Tensor
+
     def __init__(self, rate: float):
         super().__init__()
         self.rate = rate
@@ -58,6 +61,10 @@ class EpisodeCost(nn.Module):
 class PIDLagrangian(nn.Module):
     """The multiplier, its integral and the previous cost live in buffers, so they are
     checkpointed with the agent that holds this module."""
+
+    lagrange_multiplier: Tensor
+    integral: Tensor
+    previous_cost: Tensor
 
     def __init__(self, config: LagrangeConfig, budget: float):
         super().__init__()
@@ -87,6 +94,9 @@ class PIDLagrangian(nn.Module):
 
 class AugmentedLagrangian(nn.Module):
     """Multiplier l and penalty weight c in buffers (checkpointed with the agent)."""
+
+    lagrange_multiplier: Tensor
+    penalty_multiplier: Tensor
 
     def __init__(self, config: LagrangeConfig, budget: float):
         super().__init__()

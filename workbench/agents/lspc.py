@@ -107,6 +107,9 @@ class LatentActor(nn.Module):
     """Acts in the CVAE's latent space: z = center + bound * scale * tanh(net(s)), then the
     action D(s, z); center and scale follow the mean and spread of the safe data's codes."""
 
+    center: Tensor  # buffers
+    scale: Tensor
+
     def __init__(self, feature_dim: int, cvae: CVAE, bound: float, hidden: int, layers: int):
         super().__init__()
         self.net = MLP(feature_dim, cvae.latent_dim, hidden, layers)
@@ -162,6 +165,8 @@ class Critics(nn.Module):
 
 
 class LSPC(OfflineAgent):
+    actor: LatentActor
+
     def __init__(self, config: Config, world_model: WorldModel, action_dim: int):
         super().__init__(config, world_model, action_dim)
         cfg, lspc, lr = config.agent, config.lspc, config.offline.lr

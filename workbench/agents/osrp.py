@@ -228,7 +228,7 @@ class OSRP(Dreamer):
     def update(self, posterior: Latent, batch: dict[str, Tensor]) -> Update:
         result = super().update(posterior, batch)
         metrics = result.metrics
-        if self.plan_count:  # no plans yet right after the prefill
+        if self.plan_totals is not None:  # no plans yet right after the prefill
             averages = (self.plan_totals / self.plan_count).tolist()
             metrics.update(zip(PLAN_STATISTICS, averages, strict=True))
         self.plan_totals, self.plan_count = None, 0

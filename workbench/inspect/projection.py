@@ -301,7 +301,7 @@ class RunProjection:
     def _store(self, path: Path, coords: np.ndarray) -> None:
         file = self._coords_file(path)
         file.parent.mkdir(parents=True, exist_ok=True)
-        save_arrays(file, {"coords": coords, "mtime_ns": np.int64(_mtime_ns(path))})
+        save_arrays(file, {"coords": coords, "mtime_ns": np.array(_mtime_ns(path), np.int64)})
 
 
 def _mtime_ns(path: Path) -> int:
