@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
+from numpy.typing import ArrayLike
 from scipy import stats
 
 CONFIDENCE = 0.95
@@ -26,7 +27,7 @@ SEED = 0
 """Bootstrap defaults: a fixed seed, so a comparison's table is the same every time."""
 
 
-def interquartile_mean(scores: np.ndarray) -> float:
+def interquartile_mean(scores: ArrayLike) -> float:
     """The mean of the middle 50% of all scores (every run of every task together)."""
     values = np.asarray(scores, dtype=float).ravel()
     if not values.size:
@@ -35,7 +36,7 @@ def interquartile_mean(scores: np.ndarray) -> float:
 
 
 def stratified_bootstrap(
-    scores: np.ndarray,
+    scores: ArrayLike,
     statistic: Callable[[np.ndarray], np.ndarray] | None = None,
     repetitions: int = REPETITIONS,
     seed: int = SEED,
@@ -54,7 +55,7 @@ def stratified_bootstrap(
 
 
 def confidence_interval(
-    scores: np.ndarray,
+    scores: ArrayLike,
     confidence: float = CONFIDENCE,
     repetitions: int = REPETITIONS,
     seed: int = SEED,
@@ -68,7 +69,7 @@ def confidence_interval(
     return float(low), float(high)
 
 
-def _as_table(scores: np.ndarray) -> np.ndarray:
+def _as_table(scores: ArrayLike) -> np.ndarray:
     """Scores as (runs x tasks); a flat list is one task's runs."""
     table = np.asarray(scores, dtype=float)
     if table.ndim == 1:
