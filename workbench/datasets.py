@@ -182,8 +182,8 @@ def build_dataset(
     check_new_dataset(Path(out))
     env_settings = {key: getattr(config, key) for key in DATASET_ENV_KEYS}
     players = [_player(b, task, env_settings, device) for b in behaviours]  # fail before acting
-    env = make_env(config)
-    writer = DatasetWriter(out, task, env_settings, env.action_dim)
+    pixel_env = make_env(config)
+    writer = DatasetWriter(out, task, env_settings, pixel_env.action_dim)
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
     bar = tqdm(total=episodes * len(players), unit="episode", disable=not progress)
@@ -192,7 +192,7 @@ def build_dataset(
         for (name, play), behaviour in zip(players, behaviours, strict=True):
             for _ in range(episodes):
                 episode_seed = seed + len(writer.meta["episodes"])
-                episode = play(env, episode_seed, rng)
+                episode = play(pixel_env, episode_seed, rng)
                 record = writer.add(episode, name, behaviour.noise, episode_seed)
                 bar.set_postfix(
                     policy=name[-30:], ret=f"{record['return']:.1f}", cost=record["cost"]
@@ -201,7 +201,7 @@ def build_dataset(
         finished = True
     finally:
         bar.close()
-        env.close()
+        pixel_env.close()
         if not finished:
             writer.remove()
     return writer.path

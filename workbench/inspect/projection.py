@@ -251,9 +251,11 @@ class RunProjection:
         state = self.state()
         known = {artifact.number: artifact for artifact in self.run.snapshots()}
         fitted = [known.get(update) for update in state.get("snapshot_updates", [])]
-        cached = [self._cached(a.path) if a else None for a in fitted]
-        if fitted and all(coords is not None for coords in cached):
-            self._fit(fitted, np.concatenate(cached), state["version"])
+        present = [artifact for artifact in fitted if artifact is not None]
+        cached = [self._cached(artifact.path) for artifact in present]
+        found = [coords for coords in cached if coords is not None]
+        if fitted and len(found) == len(fitted):  # every snapshot there, each with its coords
+            self._fit(present, np.concatenate(found), state["version"])
         else:
             self._fit(self._newest(), None, state.get("version", 0) + 1)
 
