@@ -138,7 +138,9 @@ class Request:
         unknown = [algo for algo in args.algos if algo not in REGISTRY]
         if unknown:
             raise ValueError(f"unknown algo {', '.join(unknown)}; available: {', '.join(REGISTRY)}")
-        given = TrainRequest(args.preset, None, None, args.task, args.steps, args.device, args.set)
+        given = TrainRequest(
+            args.preset, task=args.task, steps=args.steps, device=args.device, sets=args.set
+        )  # algo and seed: each run's, below
         configs = {
             (algo, seed): dataclasses.replace(given, algo=algo, seed=seed).config()
             for algo in args.algos
@@ -233,7 +235,8 @@ def _run_jobs(jobs: list[Job], parallel: int, steps: int) -> None:
     """Run the jobs, at most `parallel` at a time; a line as each ends."""
     from tqdm.auto import tqdm
 
-    waiting, running = list(jobs), []
+    waiting = list(jobs)
+    running: list[tuple[Job, subprocess.Popen, float]] = []
     environment = _child_environment(parallel)
     with tqdm(total=len(jobs), unit="run", desc="runs", dynamic_ncols=True) as bar:
         try:
@@ -304,7 +307,8 @@ def summarise(comparison_dir: str | Path) -> dict[str, Any]:
     (`runs`), a row per algorithm (`algorithms`) and the runs still missing, with the reason."""
     out = Path(comparison_dir)
     request = _read_request(out)
-    rows, curves, missing = [], {}, []
+    rows, missing = [], []
+    curves: dict[str, list[dict[str, np.ndarray]]] = {}
     for algo in request.algos:
         for seed in request.seeds:
             outcome = _outcome(out / COMPARISON_RUNS / run_name(algo, seed), request.steps)

@@ -73,6 +73,7 @@ class Inbox:
 
     def _schedule_drain(self) -> None:
         wait = self._last_drain + self.min_interval - time.monotonic()
+        assert self.loop is not None  # scheduled through the loop only
         self.loop.call_later(max(wait, 0.0), self.drain)
 
     def drain(self) -> None:
@@ -168,7 +169,7 @@ class Board:
     ):
         self.data = views.BoardData()
         self.inbox = Inbox(self._apply, min_interval)
-        self.views = {
+        self.views: dict[str, Any] = {  # each with .widget and .show(data, changed)
             "curves": views.CurvesView(),
             "latent map": views.LatentMapView(),
             "imagination": views.ImaginationView(),

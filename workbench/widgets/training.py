@@ -58,6 +58,7 @@ class Training:
         self.thread.start()
         self._built.wait()
         if self.engine is None:  # the config or the run directory was refused: say so here
+            assert self.error is not None
             raise self.error
         try:
             board.follow(self.engine.writer.path)
