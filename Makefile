@@ -14,9 +14,10 @@ demo: setup  ## a short real training run on SafetyPointGoal1 pixels, then its e
 	$(BIN)/workbench eval checkpoints/pointgoal1-barrier --episodes 5
 	@echo "Open the dashboard on both with:  $(BIN)/workbench dashboard $(dir $(DEMO_DIR))  (and: $(BIN)/workbench dashboard checkpoints)"
 
-test: setup  ## lint, then every test (real environments, notebooks and a real browser included)
+test: setup  ## lint and type-check, then every test (real environments, notebooks and a real browser included)
 	bash scripts/setup-browser.sh
 	$(BIN)/ruff check workbench tests app notebooks
+	$(BIN)/mypy
 	$(BIN)/python -m pytest -q
 
 bench: setup
