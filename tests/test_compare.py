@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from workbench import compare, runs
+from workbench.compare import Job
 from workbench.cli import main
 from workbench.config import resolve
 from workbench.runs import RunError, RunWriter, read_json, write_json
@@ -171,7 +172,7 @@ def test_plan_skips_finished_runs_resumes_unfinished_ones_and_starts_the_rest(tm
     jobs = compare._plan(tmp_path, request, configs)
 
     assert [job.name for job in jobs] == ["dreamer-s1", "dreamer-s2"]
-    resume, start = (job.command[job.command.index("train") :] for job in jobs)
+    resume, start = (command[command.index("train") :] for command in map(Job.command, jobs))
     assert resume == ["train", "--no-progress", "--resume", str(crashed), "--steps", str(STEPS)]
     assert start[start.index("--run-dir") + 1] == str(
         tmp_path / runs.COMPARISON_RUNS / "dreamer-s2"
