@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from workbench import compare, runs
-from workbench.compare import Job
 from workbench.cli import main
+from workbench.compare import Job
 from workbench.config import resolve
 from workbench.runs import RunError, RunWriter, read_json, write_json
 

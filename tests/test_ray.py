@@ -22,7 +22,9 @@ from workbench.runs import COMPARISON_FILE, COMPARISON_LOGS, COMPARISON_RUNS, Ru
 
 for key, value in executors.SINGLE_MACHINE_RAY.items():
     os.environ.setdefault(key, value)  # before Ray is imported: every address is the loopback
-ray = pytest.importorskip("ray", reason="Ray is not installed: pip install 'workbench[distributed]'")
+ray = pytest.importorskip(
+    "ray", reason="Ray is not installed: pip install 'workbench[distributed]'"
+)
 import psutil  # noqa: E402  (Ray ships it)
 
 pytestmark = pytest.mark.real
