@@ -28,13 +28,14 @@ ray = pytest.importorskip(
 import psutil  # noqa: E402  (Ray ships it)
 
 pytestmark = pytest.mark.real
-ALGOS, SEEDS, STEPS = ["dreamer", "barrier"], [0, 1], 120
+ALGOS, SEEDS, STEPS = ["dreamer", "barrier"], [0, 1], 300
+"""A run of the tiny preset takes seconds; 300 steps leaves time to act between checkpoints."""
 
 
-def compare_command(out: Path, *flags: str) -> list[str]:
+def compare_command(out: Path, *flags: str, steps: int = STEPS) -> list[str]:
     return [
         sys.executable, "-m", "workbench.cli", "compare", "--preset", "tiny",
-        "--algos", ",".join(ALGOS), "--seeds", ",".join(map(str, SEEDS)), "--steps", str(STEPS),
+        "--algos", ",".join(ALGOS), "--seeds", ",".join(map(str, SEEDS)), "--steps", str(steps),
         "--device", "cpu", "--out", str(out), *flags,
     ]  # fmt: skip
 
@@ -173,7 +174,10 @@ def table(out: Path) -> list[dict]:
 def test_embedded_ray_and_the_pool_give_the_same_table(tmp_path):
     for out, flags in (("pool", ["--parallel", "2"]), ("ray", ["--executor", "ray"])):
         done = subprocess.run(
-            compare_command(tmp_path / out, *flags), capture_output=True, text=True, timeout=300
+            compare_command(tmp_path / out, *flags, steps=120),
+            capture_output=True,
+            text=True,
+            timeout=300,
         )
         assert done.returncode == 0, done.stdout + done.stderr
     assert table(tmp_path / "ray") == table(tmp_path / "pool")
@@ -183,7 +187,7 @@ def test_embedded_ray_and_the_pool_give_the_same_table(tmp_path):
 def test_sigterm_stops_the_ray_sweep_with_checkpoints(tmp_path):
     out = tmp_path / "cmp"
     sweep = subprocess.Popen(
-        compare_command(out, "--executor", "ray"),
+        compare_command(out, "--executor", "ray", steps=10 * STEPS),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

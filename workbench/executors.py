@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import signal
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -77,10 +78,12 @@ def ray_cluster(address: str | None, cpus: float, gpus: float) -> Executor:
         options = {"log_to_driver": False, "logging_level": "WARNING"}
         if local:
             options["_node_ip_address"] = LOOPBACK
+        stopping = signal.getsignal(signal.SIGTERM)
         if address is None:
             ray.init(num_cpus=os.cpu_count(), include_dashboard=False, **options)
         else:
             ray.init(address=address, **options)
+        signal.signal(signal.SIGTERM, stopping)  # Ray's driver sets its own, which exits at once
         task = ray.remote(num_cpus=cpus, num_gpus=gpus, max_retries=RETRIES)(run_job)
         pending = {task.remote(job): job for job in jobs}
         try:
