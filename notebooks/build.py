@@ -82,7 +82,7 @@ episodes with their frames, and checkpoints. The dashboard and these notebooks r
 run = Run(pretrained_run())
 config = run.config()
 print(run.info()["algo"], "on", config["env"]["task"], "| status:", run.status)
-print("trained for", run.checkpoints()[-1].number, "env steps; cost limit", config["agent"]["cost_limit"])
+print("trained for", run.weights()[-1].number, "env steps; cost limit", config["agent"]["cost_limit"])
 run.metrics("eval")
 """),
     md("""

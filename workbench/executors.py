@@ -21,12 +21,22 @@ import signal
 import subprocess
 import time
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import Protocol
 
-if TYPE_CHECKING:
-    from workbench.compare import Job
 
-Executor = Callable[[list["Job"]], Iterator[tuple["Job", float]]]
+class Job(Protocol):
+    """What an executor needs of a job (`workbench.compare.Job`)."""
+
+    name: str
+    log: Path
+
+    def command(self) -> list[str]: ...
+    def writer_alive(self) -> bool: ...
+    def done(self) -> bool: ...
+
+
+Executor = Callable[[list[Job]], Iterator[tuple[Job, float]]]
 RETRIES = 3
 """How many times Ray reruns a job whose worker or node died."""
 STOP_SECONDS = 120.0
