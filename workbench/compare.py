@@ -7,7 +7,9 @@ summarised side by side.
 
 Steps, in order:
 1. Plan: one run per (algo, seed) in OUT/runs/<algo>-s<seed>. A run that finished at the
-   requested steps is skipped; a crashed, stopped or shorter one is continued with `--resume`.
+   requested steps is skipped; a crashed, stopped or shorter one is continued with `--resume`
+   (decided as its process starts, so a rerun resumes too; one killed before its first checkpoint
+   starts over).
    So the same command, run again, picks up an interrupted comparison (or adds algos and seeds).
 2. Train: each run is its own `workbench train` process, writing its output to
    OUT/logs/<algo>-s<seed>.log; a bar over the runs and a line per ended run show progress. The
