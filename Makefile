@@ -16,7 +16,7 @@ demo: setup  ## a short real training run on SafetyPointGoal1 pixels, then its e
 
 test: setup  ## lint, then every test (real environments, notebooks and a real browser included)
 	bash scripts/setup-browser.sh
-	$(BIN)/ruff check workbench tests app
+	$(BIN)/ruff check workbench tests app notebooks
 	$(BIN)/python -m pytest -q
 
 bench: setup

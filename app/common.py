@@ -198,6 +198,25 @@ def pick_snapshot(snapshots: list[Artifact], key: str) -> Artifact:
     return snapshots[numbers.index(st.session_state[key])]
 
 
+def chosen_snapshot(run: Run, key: str) -> tuple[Artifact, dict] | None:
+    """The snapshot chosen on the slider `key` (`pick_snapshot`) and its arrays; None when the
+    run has none yet or it cannot be read (a message says what to do, or why)."""
+    snapshots = run.snapshots()
+    if not snapshots:
+        st.info(
+            f"{run.name} has no snapshots yet (latents and imagined rollouts). They are written "
+            "every `train.snapshot_every` updates (set it above 0, e.g. "
+            "`--set train.snapshot_every=50`), once training starts."
+        )
+        return None
+    artifact = pick_snapshot(snapshots, key)
+    try:
+        return artifact, load_snapshot(artifact)
+    except READ_ERRORS as error:
+        unreadable(f"snapshot {artifact.path.name}", error)
+        return None
+
+
 def status_line(run: Run) -> str:
     """One line on a run: status, algo, task, steps, episodes; or what is wrong with it."""
     try:

@@ -8,7 +8,7 @@ import sys
 import pytest
 import torch
 
-from tests.fakes import FakeEnv, FakeVectorEnv
+from tests.fakes import FAKE_FACTORIES, fake_env
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 torch.set_num_threads(1)  # the machine has 2 cores; env workers need the other
@@ -25,19 +25,15 @@ def restore_main_module():
 
 @pytest.fixture
 def fake_envs(monkeypatch):
-    """Route the engine (and evaluation) to the fast fake task instead of MuJoCo."""
-    import workbench.engine
+    """Build engines (and `workbench eval`) on the fast fake task instead of MuJoCo, for code
+    that builds them itself (the command line); a test building an engine passes
+    `factories=FAKE_FACTORIES` instead."""
     import workbench.evaluation
+    from workbench.engine import Engine
 
-    def make_vector_env(task, num_envs=1, **kwargs):
-        return FakeVectorEnv(num_envs, **kwargs)
-
-    def make_env(task="fake", **kwargs):
-        return FakeEnv(**kwargs)
-
-    monkeypatch.setattr(workbench.engine, "make_vector_env", make_vector_env)
-    monkeypatch.setattr(workbench.engine, "make_env", make_env)
-    monkeypatch.setattr(workbench.evaluation, "make_env", make_env)
+    monkeypatch.setattr(Engine, "factories", FAKE_FACTORIES)
+    monkeypatch.setattr(workbench.evaluation, "make_env", fake_env)
+    return FAKE_FACTORIES
 
 
 @pytest.fixture

@@ -6,8 +6,12 @@ middle is the hazard: cost 1 while the square is inside it. Reward: progress tow
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
+from workbench.config import EnvConfig
+from workbench.engine import Factories
 from workbench.envs import Step, VectorStep
 from workbench.hooks import Hook
 
@@ -108,3 +112,24 @@ class Recorder(Hook):
         if name.startswith("on_"):
             return lambda event: self.calls.append(name)
         return super().__getattribute__(name)
+
+
+def fake_env(config: EnvConfig | str | None = None, **settings) -> FakeEnv:
+    """`envs.make_env`'s stand-in: the fast fake task, sized as an `EnvConfig` says."""
+    return FakeEnv(**_fields(config, settings))
+
+
+def fake_vector_env(config: EnvConfig | str | None = None, **settings) -> FakeVectorEnv:
+    """`envs.make_vector_env`'s stand-in."""
+    fields = _fields(config, settings)
+    return FakeVectorEnv(fields.pop("num_envs"), **fields)
+
+
+def _fields(config: EnvConfig | str | None, settings: dict) -> dict:
+    from workbench.envs import env_config
+
+    return dataclasses.asdict(env_config(config, **settings))
+
+
+FAKE_FACTORIES = Factories(envs=fake_vector_env, eval_env=fake_env)
+"""The engine built on the fake task: `Engine(config, run_dir, factories=FAKE_FACTORIES)`."""

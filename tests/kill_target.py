@@ -16,7 +16,7 @@ import torch
 import workbench.checkpoint
 import workbench.engine
 import workbench.evaluation
-from tests.fakes import FakeEnv, FakeVectorEnv
+from tests.fakes import FAKE_FACTORIES, fake_env
 from workbench.cli import main
 
 PAUSE_MID_CHECKPOINT = 0.3
@@ -35,9 +35,8 @@ def _slow_write(payload: dict, tmp) -> None:
 
 
 def _use_fake_envs() -> None:
-    workbench.engine.make_vector_env = lambda task, n=1, **k: FakeVectorEnv(n, **k)
-    workbench.engine.make_env = lambda task="fake", **k: FakeEnv(**k)
-    workbench.evaluation.make_env = lambda task="fake", **k: FakeEnv(**k)
+    workbench.engine.Engine.factories = FAKE_FACTORIES
+    workbench.evaluation.make_env = fake_env
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from workbench import compare, runs
-from workbench.config import ConfigError, resolve
+from workbench.config import ConfigError, TrainRequest, resolve
 from workbench.dashboard import (
     RUNS_DIR_VARIABLE,
     stop_training,
@@ -115,7 +115,7 @@ def test_runs_page_shows_every_metric_in_a_learners_order(real_root, monkeypatch
     titles = [spec["layout"]["title"]["text"] for spec in specs]
     story = [figures.metric_title(k, note=True) for k in figures.STORY]
     plotted = [title for title in titles if title in story]  # the constant ones are numbers
-    assert titles[: len(plotted)] == plotted and plotted[0].startswith("return<br>")
+    assert titles[: len(plotted)] == plotted and plotted[0].startswith("episode return<br>")
     cost = specs[titles.index(figures.metric_title("cost", note=True))]
     limit = run.config()["agent"]["cost_limit"]
     assert sorted(shape["y0"] for shape in cost["layout"]["shapes"]) == [0, limit]
@@ -132,8 +132,8 @@ def test_latent_map_projects_a_snapshot_and_shows_the_probe(real_root, monkeypat
     assert chart_specs(at)[0]["data"][0]["type"] == "scattergl"
     assert at.metric[0].label == "Linear probe, safe vs unsafe"
     colorings = at.radio(key="latent_color").options
-    assert colorings[:2] == ["safety label", "barrier value"]  # the barrier agent's value is there
-    at.radio(key="latent_color").set_value("barrier value").run()
+    assert colorings[:2] == ["safety label", "barrier B(z)"]  # the barrier agent's value is there
+    at.radio(key="latent_color").set_value("barrier B(z)").run()
     assert chart_specs(at)[0]["data"][0]["marker"]["cmid"] == 0  # diverging around B = 0
 
 
@@ -159,7 +159,7 @@ def test_rollout_stepper_steps_and_plays(real_root, monkeypatch):
     assert not at.exception and not at.warning
     assert at.slider(key="t").value == 0
     labels = [metric.label for metric in at.metric]
-    assert labels[:3] == ["cost received", "predicted cost", "barrier B(z)"]
+    assert labels[:3] == ["cost", "predicted cost", "barrier B(z)"]
     at.button[3].click().run()  # forward
     assert at.slider(key="t").value == 1
     at.button[4].click().run()  # last
@@ -482,7 +482,7 @@ def test_true_distance_view_computes_the_correlation_of_a_hand_made_run():
     assert figures.true_distance_correlation([{"barrier": np.ones(3)}], "barrier") is None
     with_distance = {**episodes[0], "frame": np.zeros((6, 8, 8, 3), np.uint8)}
     rows = [a.text for a in figures.episode_figure(with_distance, 0).layout.annotations]
-    assert "true distance to a hazard" in rows
+    assert "true hazard distance" in rows
     coloring = figures.color_choices({"unsafe": np.zeros(2, bool), "hazard_distance": np.ones(2)})
     assert "true hazard distance" in coloring
     assert "true hazard distance" not in figures.color_choices(
@@ -524,19 +524,17 @@ def test_streamlit_command_serves_on_the_address_without_watching_files(tmp_path
 
 def test_training_command_checks_before_starting(tmp_path):
     command = training_command(
-        tmp_path, "a", algo="osrp", preset="tiny", seed=2, sets=["agent.cost_limit=5"]
+        tmp_path, "a", TrainRequest("tiny", "osrp", 2, sets=["agent.cost_limit=5"])
     )
     assert command[command.index("--run-dir") + 1] == str(tmp_path / "a")
     assert "--set=agent.cost_limit=5" in command and "--no-progress" in command
     with pytest.raises(ConfigError, match="unknown config key"):
-        training_command(
-            tmp_path, "b", algo="dreamer", preset="tiny", seed=0, sets=["agent.nope=1"]
-        )
+        training_command(tmp_path, "b", TrainRequest("tiny", sets=["agent.nope=1"]))
     with pytest.raises(ValueError, match="run name"):
-        training_command(tmp_path, "../up", algo="dreamer", preset="tiny", seed=0)
+        training_command(tmp_path, "../up", TrainRequest("tiny"))
     (tmp_path / "taken").mkdir()
     with pytest.raises(RunError, match="already exists"):
-        training_command(tmp_path, "taken", algo="dreamer", preset="tiny", seed=0)
+        training_command(tmp_path, "taken", TrainRequest("tiny"))
 
 
 def test_stop_training_refuses_a_run_that_is_not_running(partial_root):

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.fakes import FakeEnv, FakeVectorEnv
+from tests.fakes import FAKE_FACTORIES, fake_env
 from workbench.cli import main
 from workbench.config import resolve
 from workbench.runs import checkpoint_path
@@ -25,12 +25,11 @@ SHIPPED = REPO / "checkpoints" / "pointgoal1-barrier"
 
 
 def _with_fake_envs(patch: pytest.MonkeyPatch) -> None:
-    import workbench.engine
     import workbench.evaluation
+    from workbench.engine import Engine
 
-    patch.setattr(workbench.engine, "make_vector_env", lambda task, n=1, **k: FakeVectorEnv(n, **k))
-    patch.setattr(workbench.engine, "make_env", lambda task="fake", **k: FakeEnv(**k))
-    patch.setattr(workbench.evaluation, "make_env", lambda task="fake", **k: FakeEnv(**k))
+    patch.setattr(Engine, "factories", FAKE_FACTORIES)
+    patch.setattr(workbench.evaluation, "make_env", fake_env)
 
 
 def _immutable(folder: Path) -> bool:

@@ -7,15 +7,16 @@ import json
 import numpy as np
 import pytest
 
-from tests.fakes import Recorder
+from tests.fakes import FAKE_FACTORIES, Recorder
 from workbench.engine import Engine
-from workbench.hooks import StopAfter
+from workbench.hooks import Checkpoint, EnvStep, Hook, StopAfter
 from workbench.runs import Run, RunError
 
 
-def test_hooks_are_called_in_lifecycle_order(fake_envs, tiny_config, tmp_path):
+def test_hooks_are_called_in_lifecycle_order(tiny_config, tmp_path):
     recorder = Recorder()
-    Engine(tiny_config, tmp_path / "run", [recorder], progress=False).train()
+    engine = Engine(tiny_config, tmp_path / "run", [recorder], factories=FAKE_FACTORIES)
+    engine.train()
     calls = recorder.calls
     assert calls[0] == "on_train_start" and calls[-1] == "on_train_end"
     # Every update is world model, then imagination, then agent, in that order.
@@ -37,6 +38,17 @@ def test_hooks_are_called_in_lifecycle_order(fake_envs, tiny_config, tmp_path):
     # The final checkpoint and evaluation come after the last update, before train end.
     tail = calls[calls.index("on_train_end") - 2 : -1]
     assert sorted(tail) == ["on_checkpoint", "on_evaluation"]
+
+
+def test_hooks_only_observe_an_event_emitted_from_a_hook_is_refused(tiny_config, tmp_path):
+    class Meddler(Hook):
+        def on_env_step(self, event: EnvStep) -> None:
+            engine.bus.emit(Checkpoint(event.step, path="elsewhere"))
+
+    engine = Engine(tiny_config, tmp_path / "run", [Meddler()], factories=FAKE_FACTORIES)
+    with pytest.raises(RuntimeError, match="Checkpoint emitted while hooks handle EnvStep"):
+        engine.train()
+    assert Run(tmp_path / "run").status == "crashed"
 
 
 def test_a_hook_returning_false_stops_training_cleanly(fake_envs, tiny_config, tmp_path):

@@ -15,7 +15,6 @@ from workbench.bench import bench_envs
 from workbench.envs import (
     NAV_TASKS,
     TaskError,
-    VectorEnv,
     import_safety_gymnasium,
     make_env,
     make_vector_env,
@@ -73,7 +72,7 @@ def test_bad_render_value_names_the_choices():
     with pytest.raises(ValueError, match="fast.*stock"):
         make_env(TASK, render="fancy")
     with pytest.raises(ValueError, match="num_envs"):
-        VectorEnv(TASK, num_envs=0)
+        make_vector_env(TASK, num_envs=0)
 
 
 def test_importing_the_module_does_not_import_the_simulator():

@@ -3,15 +3,17 @@ their exercises check answers: right ones pass, wrong ones get a hint, none rais
 
 from __future__ import annotations
 
+import re
 import time
-from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
 from workbench import lessons
 
-NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb"))
+NOTEBOOKS = sorted(lessons.LESSONS.glob("*.ipynb"))
+SOURCES = sorted(lessons.LESSONS.glob("*.py"))
 
 
 @pytest.mark.notebook
@@ -37,22 +39,58 @@ def test_notebook_runs_top_to_bottom_with_fast_parameters(path, monkeypatch):
     exercises = printed.count("not answered yet")
     assert exercises == sum("check(" in cell.source for cell in notebook.cells)
     print(f"{path.name}: {seconds:.0f} s, {exercises} exercises")
+    EXECUTED[path.stem] = notebook
 
 
-def test_committed_notebooks_are_those_build_py_writes():
-    import importlib.util
+EXECUTED: dict[str, Any] = {}
+"""The notebooks the test above executed, by name, for the next one to read."""
 
+
+@pytest.mark.notebook
+def test_executed_lessons_show_every_figure_without_a_kernel():
+    import nbformat
+    import plotly.graph_objects as go
+
+    from workbench.inspect import figures
+
+    if not EXECUTED:
+        pytest.skip("no lesson executed in this session (the test above executes them)")
+    if figures.figure_png(go.Figure()) is None:
+        pytest.skip("figures get no static images here: kaleido or Chromium is missing")
+    for name, notebook in EXECUTED.items():
+        shown = [out.get("data", {}) for cell in notebook.cells for out in cell.get("outputs", [])]
+        plots = [data for data in shown if "application/vnd.plotly.v1+json" in data]
+        assert all("image/png" in data for data in plots), f"{name}: a figure without its image"
+        copies = "".join(data.get("text/html", "") for data in shown)
+        assert "plotly-graph-div" not in copies, f"{name}: a widget's figure without its image"
+        assert len(nbformat.writes(notebook)) < 5e6, f"{name}: over 5 MB once executed"
+
+
+def test_committed_notebooks_are_made_from_their_sources():
     import nbformat
 
-    spec = importlib.util.spec_from_file_location("build", NOTEBOOKS[0].parent / "build.py")
-    build = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(build)
-    assert sorted(build.NOTEBOOKS) == [path.stem for path in NOTEBOOKS]
-    for path in NOTEBOOKS:
-        committed = [cell.source for cell in nbformat.read(path, as_version=4).cells]
-        assert committed == [cell.source for cell in build.NOTEBOOKS[path.stem]], (
-            f"{path.name} differs from notebooks/build.py: run `python notebooks/build.py`"
+    assert [path.stem for path in SOURCES] == [path.stem for path in NOTEBOOKS]
+    for source in SOURCES:
+        committed = nbformat.read(source.with_suffix(".ipynb"), as_version=4)
+        made = lessons.lesson_notebook(source)
+        assert _cells(committed) == _cells(made), (
+            f"{source.stem}.ipynb differs from {source.name}: run `python -m workbench.lessons`"
         )
+
+
+def _cells(notebook) -> list[tuple[str, str, str]]:
+    return [(cell.id, cell.cell_type, cell.source) for cell in notebook.cells]
+
+
+def test_every_exercise_is_asked_with_its_question():
+    asked = {}
+    for source in SOURCES:
+        for cell in lessons.lesson_notebook(source).cells:
+            for name in re.findall(r"\*\*Exercise `([^`]+)`\.\*\*", cell.source):
+                asked[name] = cell.source
+    assert sorted(asked) == sorted(lessons.EXERCISES)
+    for name, text in asked.items():
+        assert lessons.EXERCISES[name].question in text, f"{name}: not the question of EXERCISES"
 
 
 # ---------------------------------------------------------------------------------------------

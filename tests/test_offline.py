@@ -13,7 +13,7 @@ import pytest
 import torch
 
 import workbench.envs
-from tests.fakes import FakeEnv, Recorder
+from tests.fakes import Recorder, fake_env
 from tests.test_barrier_cerl import DEVICES, DeviceCheck
 from workbench.cli import main
 from workbench.config import resolve
@@ -262,7 +262,7 @@ def test_lspc_update_creates_every_tensor_on_its_device(device, safe):
 @pytest.fixture
 def fake_dataset(fake_envs, monkeypatch, tmp_path):
     """A dataset of random behaviour collected from the fast fake task (2 episodes x 50 steps)."""
-    monkeypatch.setattr(workbench.envs, "make_env", lambda task, **kwargs: FakeEnv(**kwargs))
+    monkeypatch.setattr(workbench.envs, "make_env", fake_env)
     return build_dataset(
         "SafetyPointGoal1-v0",
         tmp_path / "data",

@@ -105,16 +105,17 @@ def test_a_failed_resume_leaves_a_finished_runs_status_alone(finished_run, capsy
 
 
 def test_a_failed_start_leaves_nothing_that_blocks_running_it_again(fake_envs, tmp_path, capsys):
-    import workbench.engine
+    from workbench.engine import Engine, Factories
+    from workbench.envs import RenderingError
 
     run_dir = tmp_path / "new" / "run"
     command = ["train", "--preset", "tiny", "--device", "cpu", "--run-dir", str(run_dir)]
 
     def broken(*args, **kwargs):
-        raise workbench.envs.RenderingError("MuJoCo cannot render here (MUJOCO_GL=bogus)")
+        raise RenderingError("MuJoCo cannot render here (MUJOCO_GL=bogus)")
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(workbench.engine, "make_vector_env", broken)
+        patch.setattr(Engine, "factories", Factories(envs=broken))
         assert main(command + ["--no-progress"]) == 2
     assert "MUJOCO_GL=bogus" in capsys.readouterr().err
     assert not (tmp_path / "new").exists(), "the folders the start created are gone again"

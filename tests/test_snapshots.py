@@ -11,7 +11,7 @@ import os
 import numpy as np
 import pytest
 
-from tests.fakes import FakeEnv, FakeVectorEnv
+from tests.fakes import FAKE_FACTORIES
 from workbench.config import resolve
 from workbench.engine import Engine
 from workbench.hooks import Hook
@@ -41,21 +41,15 @@ class BatchRecorder(Hook):
 @pytest.fixture(scope="module")
 def barrier_runs(tmp_path_factory):
     """The tiny preset's barrier agent on the fake task, trained with and without snapshots."""
-    import workbench.engine
-
     folder = tmp_path_factory.mktemp("runs")
     runs = {}
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(
-            workbench.engine, "make_vector_env", lambda t, n=1, **k: FakeVectorEnv(n, **k)
-        )
-        patch.setattr(workbench.engine, "make_env", lambda task="fake", **k: FakeEnv(**k))
-        for every in (3, 0):
-            config = resolve("tiny", {"train.device": "cpu", "algo": "barrier"})
-            config.train.snapshot_every = every
-            recorder = BatchRecorder()
-            Engine(config, folder / f"every{every}", [recorder], progress=False).train()
-            runs[every] = (config, Run(folder / f"every{every}"), recorder)
+    for every in (3, 0):
+        config = resolve("tiny", {"train.device": "cpu", "algo": "barrier"})
+        config.train.snapshot_every = every
+        recorder = BatchRecorder()
+        run_dir = folder / f"every{every}"
+        Engine(config, run_dir, [recorder], factories=FAKE_FACTORIES, progress=False).train()
+        runs[every] = (config, Run(run_dir), recorder)
     return runs
 
 
@@ -210,7 +204,7 @@ def test_run_projection_caches_reopens_and_refits_without_a_jump(tmp_path):
     reopened.refit()
     assert reopened.map.fits == 2
     state = json.loads((reopened.cache / "map.json").read_text())
-    assert state["version"] == 2 and state["snapshots"] == ["snap_00000002", "snap_00000003"]
+    assert state["version"] == 2 and state["snapshot_updates"] == [2, 3]
     assert sorted(p.name for p in reopened.cache.glob("v*")) == ["v2"]
     after = reopened.coordinates(snap2)
     assert np.median(np.linalg.norm(after - before, axis=1)) < 0.15 * extent

@@ -44,7 +44,10 @@ LAYERS: list[tuple[str, ...]] = [
     ("offline",),
     # 7: commands and viewers; 8: the command line over them all (app/, outside the package,
     # may import any of them; the package never imports it)
-    ("bench", "compare", "dashboard", "widgets", "lessons", "export"),
+    (
+        *("bench", "compare", "dashboard", "lessons", "export"),
+        *("widgets", "widgets.display", "widgets.views", "widgets.board", "widgets.training"),
+    ),
     ("cli", "__main__"),
 ]
 

@@ -8,10 +8,12 @@ import json
 import threading
 
 import numpy as np
+import plotly.graph_objects as go
 import pytest
 
 from workbench import widgets
 from workbench.config import resolve
+from workbench.inspect import figures
 from workbench.runs import RunWriter
 
 
@@ -61,7 +63,7 @@ def cheap_map(monkeypatch):
     def coordinates(snapshot_path):
         return np.load(snapshot_path)["features"][:, :2].astype(np.float32)
 
-    monkeypatch.setattr(widgets, "map_coordinates", coordinates)
+    monkeypatch.setattr(widgets.board, "map_coordinates", coordinates)
 
 
 def curve(board: widgets.Board, panel: int = 0) -> np.ndarray:
@@ -86,7 +88,7 @@ def test_board_follows_a_run_directory_as_it_grows(tmp_path, cheap_map):
     assert latent_map.coloring.value == "safety label"
     points = sum(len(trace.x) for trace in latent_map.plot.data)
     assert points == 12  # safe and unsafe traces
-    latent_map.coloring.value = "barrier value"
+    latent_map.coloring.value = "barrier B(z)"
     assert list(latent_map.plot.data[0].marker.color[:3]) == [-0.5, 0.5, 0.5]
     imagination = board.views["imagination"]
     assert imagination.rollout.max == 1 and len(imagination.plot.data) > 0
@@ -121,7 +123,7 @@ def test_views_redraw_when_their_controls_move():
     stepper.show(widgets.BoardData(episode=episode), {"episode"})
     stepper.step.value = 4
     assert {shape.x0 for shape in stepper.plot.layout.shapes if shape.x0 == shape.x1} == {4}
-    assert "step 4" in stepper.caption.value and "barrier -0.6" in stepper.caption.value
+    assert "step 4" in stepper.caption.value and "barrier B(z) -0.6" in stepper.caption.value
 
 
 def test_inbox_applies_updates_from_other_threads_on_the_loop_in_batches():
@@ -150,8 +152,10 @@ def test_live_training_updates_the_board_on_the_event_loop(tmp_path, fake_envs, 
         drawn_on.add(threading.get_ident())
         real_redraw(widget, figure)
 
-    monkeypatch.setattr(widgets, "redraw", recording_redraw)
-    monkeypatch.setattr(widgets, "map_coordinates", lambda path: np.zeros((256, 2), np.float32))
+    monkeypatch.setattr(widgets.views, "redraw", recording_redraw)
+    monkeypatch.setattr(
+        widgets.board, "map_coordinates", lambda path: np.zeros((256, 2), np.float32)
+    )
 
     async def main() -> widgets.Training:
         board = widgets.Board(min_interval=0.05)
@@ -169,7 +173,7 @@ def test_live_training_updates_the_board_on_the_event_loop(tmp_path, fake_envs, 
     episodes = [r for r in board.data.records if r["kind"] == "episode"]
     assert len(curve(board)) == len(episodes) > 0
     assert board.data.snapshot is not None and board.data.coords is not None
-    assert "barrier value" in board.views["latent map"].coloring.options
+    assert "barrier B(z)" in board.views["latent map"].coloring.options
     assert board.views["episode"].step.max > 0  # the final evaluation episode
 
 
@@ -190,15 +194,17 @@ def test_episode_view_sets_the_learned_against_the_true_distance():
     stepper.show(widgets.BoardData(episode=episode), {"episode"})
     titles = [a.text for a in stepper.truth.layout.annotations]
     assert titles[0] == "barrier B(z): correlation +1.00"
-    assert "hazard_distance" in stepper.caption.value
+    assert "true hazard distance" in stepper.caption.value
 
 
 def test_views_save_small_and_show_without_a_kernel():
     stepper = widgets.episode_view(fake_episode())
-    bundle = stepper._repr_mimebundle_()
-    assert "application/vnd.jupyter.widget-view+json" in bundle
-    assert bundle["text/html"].count("plotly-graph-div") == 2  # frames and the per-step values
-    assert "cdn.plot.ly" in bundle["text/html"]  # plotly.js is fetched, never embedded
+    copy = figures.saved_copy(widgets.view_html(stepper.view))["text/html"]
+    if figures.figure_png(go.Figure()) is None:  # no kaleido or Chromium: plotly's HTML instead
+        assert copy.count("plotly-graph-div") == 2 and "cdn.plot.ly" in copy
+    else:
+        assert copy.count('<img src="data:image/png;base64,') == 2  # frames, per-step values
+        assert "<script" not in copy  # no plotly.js, not even fetched
     saved = sum(len(json.dumps(w.get_state(), default=str)) for w in stepper.view.widget.children)
     plot_state = json.dumps(stepper.view.plot.get_state(), default=str)
     assert len(plot_state) < 200_000 and "application/vnd.plotly.v1+json" in plot_state

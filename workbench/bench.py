@@ -13,9 +13,9 @@ the preset's replay ratio (a short real run after its prefill, `--train-updates`
    preset's feature size) - seconds.
 2. Placing a new snapshot (`--snapshot-points` latents) into that map: the first call and
    the mean of later ones - seconds.
-3. The snapshot hook's cost to training: the same short training (same seed, same steps, on the
+3. The snapshots' cost to training: the same short training (same seed, same steps, on the
    real environment) without and with snapshots - the percent slowdown of the wall time, and
-   the time spent inside the hook as a percent of training without it (the steadier number on
+   the time spent taking them as a percent of training without it (the steadier number on
    a busy machine).
 
 Importing this module is cheap (the CLI does it): torch, UMAP and the engine load when a
@@ -55,7 +55,7 @@ def add_commands(commands) -> None:
 
 def _add_bench_inspect(commands) -> None:
     p = commands.add_parser(
-        "bench-inspect", help="measure UMAP projection speed and the snapshot hooks' overhead"
+        "bench-inspect", help="measure UMAP projection speed and the snapshots' overhead"
     )
     p.add_argument("--points", type=int, default=20_000, help="latents in the UMAP fit")
     p.add_argument("--snapshot-points", type=int, default=512, help="latents placed into the map")
@@ -117,7 +117,7 @@ def _vector_sps(task: str, steps: int, num_envs: int, image_size: int, render: s
     kwargs = dict(image_size=image_size, action_repeat=1, render=render)
     from workbench.envs import make_vector_env
 
-    with make_vector_env(task, num_envs, **kwargs) as env:
+    with make_vector_env(task, num_envs=num_envs, **kwargs) as env:
         rng = np.random.default_rng(0)
         env.reset_all(seed=0)
         rounds = max(1, steps // num_envs)
@@ -375,7 +375,7 @@ def run_latents(run_dir: Path, count: int, seed: int = 0) -> np.ndarray:
     return repeated + rng.normal(0, 0.01, repeated.shape).astype(np.float32)
 
 
-# --- 3: the hooks' overhead ------------------------------------------------------------------
+# --- 3: the snapshots' overhead ------------------------------------------------------------------
 
 
 def bench_overhead(preset: str, task: str, updates: int) -> dict[str, Any]:
@@ -384,23 +384,22 @@ def bench_overhead(preset: str, task: str, updates: int) -> dict[str, Any]:
     config = resolve(preset, {"env.task": task, "train.snapshot_every": 0})
     steps = config.train.prefill + updates * config.train.train_every
     without, _ = _train(preset, task, steps, 0)
-    with_snapshots, hook = _train(preset, task, steps, every)
+    with_snapshots, snapshotter = _train(preset, task, steps, every)
     return {
         "training": f"{preset} preset, {task}, {steps} steps, {updates} updates",
         "snapshots": f"every {every} updates: {updates // every} written",
         "train_without_snapshots_s": without,
         "train_with_snapshots_s": with_snapshots,
         "snapshot_overhead_wall_percent": 100 * (with_snapshots - without) / without,
-        "snapshot_seconds_each": hook.seconds / max(updates // every, 1),
-        "snapshot_overhead_in_hook_percent": 100 * hook.seconds / without,
+        "snapshot_seconds_each": snapshotter.seconds / max(updates // every, 1),
+        "snapshot_overhead_in_snapshotter_percent": 100 * snapshotter.seconds / without,
     }
 
 
 def _train(preset: str, task: str, steps: int, every: int):
     """Seconds from the start of training to its last update (the final checkpoint and
-    evaluation left out), and its snapshot hook (None when `every` is 0)."""
+    evaluation left out), and its snapshotter (None when `every` is 0)."""
     from workbench.engine import Engine
-    from workbench.snapshots import SnapshotHook
 
     overrides = {"env.task": task, "train.steps": steps, "train.snapshot_every": every}
     overrides.update({"train.checkpoint_every": 10 * steps})  # a checkpoint only at the end
@@ -408,8 +407,7 @@ def _train(preset: str, task: str, steps: int, every: int):
     with tempfile.TemporaryDirectory() as folder:
         engine = Engine(resolve(preset, overrides), Path(folder) / "run", [clock], progress=False)
         engine.train()
-    hooks = [hook for hook in engine.bus.hooks if isinstance(hook, SnapshotHook)]
-    return clock.end - clock.start, (hooks[0] if hooks else None)
+    return clock.end - clock.start, engine.snapshotter
 
 
 class _Clock(Hook):

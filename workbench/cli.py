@@ -12,11 +12,11 @@ from pathlib import Path
 from typing import NoReturn
 
 from workbench.config import (
-    ALGOS,
     OFFLINE_ALGOS,
-    PRESETS,
     ConfigError,
     TrainRequest,
+    add_run_flags,
+    positive,
 )
 from workbench.runs import Run, RunError
 
@@ -100,49 +100,16 @@ def _one_line(error: Exception) -> str:
     return text or type(error).__name__
 
 
-def non_negative(text: str) -> int:
-    """An argparse type: an integer >= 0."""
-    value = _integer(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text}")
-    return value
-
-
-def positive(text: str) -> int:
-    """An argparse type: an integer > 0."""
-    value = _integer(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected an integer > 0, got {text}")
-    return value
-
-
-def _integer(text: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-
-
 # --- train -----------------------------------------------------------------------------------
 
 
-TRAIN_DEFAULTS = {"algo": "dreamer", "preset": "cpu", "seed": 0, "device": "auto"}
-"""`workbench train`'s defaults for a new run (None on the parser, so a resume can tell which
-flags were given)."""
 RESUME_FIXED = ("task", "algo", "preset", "seed", "set", "dataset")
 """Flags a resume cannot apply: the run's saved config decides them."""
 
 
 def _add_train(commands) -> None:
     p = commands.add_parser("train", help="train an agent (or continue one with --resume)")
-    p.add_argument(
-        "--task", default=None, help="Safety-Gymnasium task id (default SafetyPointGoal1-v0)"
-    )
-    p.add_argument("--algo", choices=ALGOS, help="the agent (default dreamer)")
-    p.add_argument("--preset", choices=list(PRESETS), help="sizes and schedules (default cpu)")
-    p.add_argument("--steps", type=positive, help="env steps to train for (after action repeat)")
-    p.add_argument("--seed", type=non_negative, help="seed (default 0)")
-    p.add_argument("--device", help="auto (default), cpu, cuda or cuda:N")
+    add_run_flags(p)
     p.add_argument(
         "--run-dir",
         type=Path,
@@ -159,13 +126,6 @@ def _add_train(commands) -> None:
         "--dataset",
         type=Path,
         help="the dataset an offline algo (lspc, bc-all, bc-safe) learns from (its task is used)",
-    )
-    p.add_argument(
-        "--set",
-        action="append",
-        default=None,
-        metavar="KEY=VALUE",
-        help="override any config key, e.g. --set agent.cost_limit=10",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
     p.add_argument(
@@ -217,14 +177,11 @@ def _resumed_engine(args):
 
 
 def _new_engine(args):
-    """The engine of a new run from the flags (defaults from TRAIN_DEFAULTS)."""
+    """The engine of a new run from the flags (defaults from TrainRequest)."""
     from workbench.device import resolve_device
     from workbench.engine import Engine
     from workbench.offline import OfflineEngine
 
-    for name, default in TRAIN_DEFAULTS.items():
-        if getattr(args, name) is None:
-            setattr(args, name, default)
     task, sets = args.task, list(args.set or [])
     if args.dataset:
         task = _dataset_task(args)

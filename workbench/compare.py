@@ -53,7 +53,7 @@ from typing import Any
 import numpy as np
 
 from workbench import executors, stats
-from workbench.config import PRESETS, Config, TrainRequest, flatten
+from workbench.config import Config, TrainRequest, add_run_flags, flatten
 from workbench.runs import (
     COMPARISON_FILE,
     COMPARISON_LOGS,
@@ -78,18 +78,15 @@ REFERENCE = "dreamer"
 METRICS = ("final_return", "final_cost", "cumulative_cost", "wall_time")
 AGGREGATED = METRICS[:3]
 """The metrics with an interquartile mean and a bootstrap confidence interval."""
-CURVES = {"return": "episode return", "cost": "episode cost", "cumulative_cost": "cumulative cost"}
+CURVES = ("return", "cost", "cumulative_cost")
+"""The training-episode curves a comparison draws, a plot each (named by `figures.label`)."""
 
 
 def add_command(commands) -> None:
     p = commands.add_parser(
         "compare", help="train algorithms x seeds on one task and compare them side by side"
     )
-    p.add_argument("--task", default=None, help="Safety-Gymnasium task id (default: the preset's)")
-    p.add_argument("--algos", type=_names, help="comma-separated, e.g. dreamer,bsrp-lag,osrp")
-    p.add_argument("--seeds", type=_numbers, default=[0], help="comma-separated, e.g. 0,1,2")
-    p.add_argument("--steps", type=int, help="env steps per run (default: the preset's)")
-    p.add_argument("--preset", default="cpu", choices=list(PRESETS))
+    add_run_flags(p, several=True)
     p.add_argument("--out", type=Path, help="the comparison directory (runs, logs, tables, plots)")
     p.add_argument("--parallel", type=int, default=1, help="runs at a time (default 1; pool)")
     p.add_argument(
@@ -105,20 +102,8 @@ def add_command(commands) -> None:
     p.add_argument(
         "--gpus-per-run", type=float, default=0.0, help="ray: GPUs per run, e.g. 0.5 (default 0)"
     )
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    p.add_argument(
-        "--set", action="append", default=[], metavar="KEY=VALUE", help="config key for every run"
-    )
     p.add_argument("--summarise", type=Path, metavar="DIR", help="only redo DIR's tables and plots")
     p.set_defaults(run=_compare)
-
-
-def _names(text: str) -> list[str]:
-    return [name.strip() for name in text.split(",") if name.strip()]
-
-
-def _numbers(text: str) -> list[int]:
-    return [int(name) for name in _names(text)]
 
 
 def _compare(args) -> int:
@@ -183,22 +168,21 @@ class Request:
         unknown = [algo for algo in args.algos if algo not in REGISTRY]
         if unknown:
             raise ValueError(f"unknown algo {', '.join(unknown)}; available: {', '.join(REGISTRY)}")
+        given = TrainRequest(args.preset, None, None, args.task, args.steps, args.device, args.set)
         configs = {
-            (algo, seed): TrainRequest(
-                args.preset, algo, seed, args.task, args.steps, args.device, args.set
-            ).config()
+            (algo, seed): dataclasses.replace(given, algo=algo, seed=seed).config()
             for algo in args.algos
             for seed in args.seeds
         }
         first = next(iter(configs.values()))
         request = cls(
             task=first.env.task,
-            preset=args.preset,
+            preset=given.preset,
             steps=first.train.steps,
             algos=args.algos,
             seeds=args.seeds,
-            sets=args.set,
-            device=args.device,
+            sets=list(given.sets),
+            device=given.device,
         )
         return request, configs
 
@@ -527,52 +511,26 @@ def _write_plots(
     curves: dict[str, list[dict[str, np.ndarray]]],
     algorithms: list[dict[str, Any]],
 ) -> None:
-    """Self-contained HTML (plotly.js inside), so the files open anywhere, offline."""
-    import plotly.graph_objects as go
-    from plotly.colors import hex_to_rgb, qualitative
-    from plotly.subplots import make_subplots
+    """The story's curves and the final numbers, drawn as every viewer draws them
+    (`workbench.inspect.figures`), as self-contained HTML (plotly.js inside) that opens anywhere,
+    offline."""
+    from workbench.inspect import figures
 
-    colors = {algo: qualitative.Plotly[i % 10] for i, algo in enumerate(request.algos)}
-    for key, label in CURVES.items():
-        figure = go.Figure()
-        for algo, episodes in curves.items():
-            steps, mean, std = _mean_curve(episodes, key, request.steps)
-            band = "rgba({}, {}, {}, 0.2)".format(*hex_to_rgb(colors[algo]))
-            figure.add_scatter(
-                x=np.concatenate([steps, steps[::-1]]),
-                y=np.concatenate([mean + std, (mean - std)[::-1]]),
-                fill="toself",
-                fillcolor=band,
-                line={"width": 0},
-                hoverinfo="skip",
-                legendgroup=algo,
-                showlegend=False,
-            )
-            figure.add_scatter(
-                x=steps, y=mean, name=algo, legendgroup=algo, line={"color": colors[algo]}
-            )
-        figure.update_layout(
-            title=f"{label} on {request.task} (mean over seeds, band ± std)",
-            xaxis_title="env steps",
-            yaxis_title=label,
-        )
+    for key in CURVES:
+        lines = {
+            algo: _mean_curve(episodes, key, request.steps) for algo, episodes in curves.items()
+        }
+        title = f"{figures.label(key)} on {request.task} (mean over seeds, band ± std)"
+        figure = figures.learning_curves(lines, key, height=450, title=title)
         figure.write_html(out / plot_file(key), include_plotlyjs=True)
-
-    figure = make_subplots(rows=1, cols=2, subplot_titles=("final return", "cumulative cost"))
-    for column, metric in enumerate(("final_return", "cumulative_cost"), start=1):
-        figure.add_bar(
-            x=[entry["algo"] for entry in algorithms],
-            y=[entry[f"{metric}_mean"] for entry in algorithms],
-            error_y={"array": [entry[f"{metric}_std"] for entry in algorithms]},
-            marker_color=[colors[entry["algo"]] for entry in algorithms],
-            showlegend=False,
-            row=1,
-            col=column,
-        )
-    figure.update_layout(
-        title=f"{request.task} at {request.steps} env steps (mean ± std over seeds)"
-    )
-    figure.write_html(out / plot_file("final"), include_plotlyjs=True)
+    panels = {
+        figures.label(metric): {
+            e["algo"]: (e[f"{metric}_mean"], e[f"{metric}_std"]) for e in algorithms
+        }
+        for metric in ("final_return", "cumulative_cost")
+    }
+    title = f"{request.task} at {request.steps} env steps (mean ± std over seeds)"
+    figures.bars(panels, title=title).write_html(out / plot_file("final"), include_plotlyjs=True)
 
 
 def _mean_curve(

@@ -7,6 +7,7 @@ unknown keys, so a typo never silently does nothing).
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import difflib
 import math
@@ -398,16 +399,22 @@ def resolve(preset: str = "cpu", overrides: dict[str, Any] | None = None) -> Con
 
 @dataclass
 class TrainRequest:
-    """What `workbench train` is asked for on its command line; the one place its flags are
-    spelled (the dashboard and `workbench compare` start runs through `flags()`)."""
+    """What `workbench train` is asked for on its command line; with `add_run_flags`, the one
+    place its flags are spelled (the dashboard and `workbench compare` start runs through
+    `flags()`). A field left None takes its default here."""
 
-    preset: str
-    algo: str
-    seed: int
+    preset: str | None = "cpu"
+    algo: str | None = "dreamer"
+    seed: int | None = 0
     task: str | None = None
     steps: int | None = None
-    device: str = "auto"
-    sets: list[str] | tuple[str, ...] = ()
+    device: str | None = "auto"
+    sets: list[str] | tuple[str, ...] | None = ()
+
+    def __post_init__(self) -> None:
+        for field_ in dataclasses.fields(self):
+            if getattr(self, field_.name) is None:
+                setattr(self, field_.name, field_.default)
 
     def config(self) -> Config:
         """The config these flags build (a bad key or value raises ConfigError)."""
@@ -427,6 +434,63 @@ class TrainRequest:
             ["--task", self.task] if self.task else []
         )
         return flags + [f"--set={assignment}" for assignment in self.sets]
+
+
+def add_run_flags(parser: Any, *, several: bool = False) -> None:
+    """Add the flags that say what to train to an argparse parser: `workbench train`'s (one
+    --algo and --seed) or, with `several`, `workbench compare`'s (--algos and --seeds lists).
+    Every default is None on the parser (`TrainRequest` fills it in), so a resume can tell
+    which flags were given."""
+    parser.add_argument("--task", help="Safety-Gymnasium task id (default SafetyPointGoal1-v0)")
+    if several:
+        parser.add_argument("--algos", type=names, help="comma-separated, e.g. dreamer,bsrp-lag")
+        parser.add_argument("--seeds", type=numbers, default=[0], help="comma-separated: 0,1,2")
+    else:
+        parser.add_argument("--algo", choices=ALGOS, help="the agent (default dreamer)")
+        parser.add_argument("--seed", type=non_negative, help="seed (default 0)")
+    parser.add_argument("--preset", choices=list(PRESETS), help="sizes and schedules (default cpu)")
+    parser.add_argument("--steps", type=positive, help="env steps to train for (after repeat)")
+    parser.add_argument("--device", help="auto (default), cpu, cuda or cuda:N")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=None,
+        metavar="KEY=VALUE",
+        help="override any config key, e.g. --set agent.cost_limit=10",
+    )
+
+
+def non_negative(text: str) -> int:
+    """An argparse type: an integer >= 0."""
+    value = _integer(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text}")
+    return value
+
+
+def positive(text: str) -> int:
+    """An argparse type: an integer > 0."""
+    value = _integer(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected an integer > 0, got {text}")
+    return value
+
+
+def names(text: str) -> list[str]:
+    """An argparse type: comma-separated names."""
+    return [name.strip() for name in text.split(",") if name.strip()]
+
+
+def numbers(text: str) -> list[int]:
+    """An argparse type: comma-separated integers >= 0."""
+    return [non_negative(name) for name in names(text)]
+
+
+def _integer(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
 
 
 def train_config(

@@ -84,26 +84,14 @@ def streamlit_command(runs_dir: Path, host: str, port: int) -> tuple[list[str], 
 # Training runs as separate processes.
 
 
-def training_command(
-    runs_dir: Path,
-    name: str,
-    *,
-    algo: str,
-    preset: str,
-    seed: int,
-    steps: int | None = None,
-    task: str | None = None,
-    device: str = "auto",
-    sets: list[str] | tuple[str, ...] = (),
-) -> list[str]:
-    """The `workbench train` command for a new run RUNS_DIR/<name>, after checking its config
-    (a bad key or value raises ConfigError here, before anything starts)."""
+def training_command(runs_dir: Path, name: str, request: TrainRequest) -> list[str]:
+    """The `workbench train` command for a new run RUNS_DIR/<name> as `request` asks, after
+    checking its config (a bad key or value raises ConfigError here, before anything starts)."""
     if not re.fullmatch(r"[\w.-]+", name) or name.startswith("."):
         raise ValueError(f"run name {name!r}: use letters, digits, '-', '_' and '.' only")
     run_dir = Path(runs_dir) / name
     if run_dir.exists():
         raise RunError(f"{run_dir} already exists; choose another name")
-    request = TrainRequest(preset, algo, seed, task, steps, device, sets)
     request.config()
     command = [sys.executable, "-m", "workbench.cli", "train", "--run-dir", str(run_dir)]
     return command + ["--no-progress", *request.flags()]

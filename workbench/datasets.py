@@ -37,6 +37,7 @@ from typing import Any
 
 import numpy as np
 
+from workbench.config import EnvConfig
 from workbench.replay import KEYS
 from workbench.runs import (
     EPISODES,
@@ -53,6 +54,9 @@ from workbench.runs import (
 FORMAT = "workbench-dataset"
 VERSION = 1
 META_FILE = "dataset.json"
+
+DATASET_ENV_KEYS = ("image_size", "action_repeat", "time_limit", "render")
+"""The env settings a dataset records (`dataset.json`'s `env`); a run learning from it uses them."""
 
 
 class DatasetError(ValueError):
@@ -150,36 +154,34 @@ class Behaviour:
 
 
 def build_dataset(
-    task: str,
+    env: EnvConfig | str,
     out: str | Path,
     episodes: int,
     behaviours: list[Behaviour],
     *,
     seed: int = 0,
-    image_size: int = 64,
-    action_repeat: int = 4,
-    time_limit: int = 1000,
-    render: str = "fast",
     device: str = "cpu",
     progress: bool = True,
+    **settings: Any,
 ) -> Path:
-    """Collect `episodes` episodes with each behaviour into a new dataset at `out`.
+    """Collect `episodes` episodes with each behaviour into a new dataset at `out`, in the env
+    `env` (an `EnvConfig` or a task id) describes, `settings` replacing its fields.
 
     Episode i (counting over all behaviours) starts from env seed `seed + i`."""
     import torch
     from tqdm.auto import tqdm
 
-    from workbench.envs import check_task, make_env
+    from workbench.envs import check_task, env_config, make_env
 
+    config = env_config(env, **settings)
+    task = config.task
     check_task(task)
     if episodes <= 0 or not behaviours:
         raise DatasetError("give --episodes N > 0 and at least one --policy")
     check_new_dataset(Path(out))
-    env_settings = dict(
-        image_size=image_size, action_repeat=action_repeat, time_limit=time_limit, render=render
-    )
+    env_settings = {key: getattr(config, key) for key in DATASET_ENV_KEYS}
     players = [_player(b, task, env_settings, device) for b in behaviours]  # fail before acting
-    env = make_env(task, **env_settings)
+    env = make_env(config)
     writer = DatasetWriter(out, task, env_settings, env.action_dim)
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
@@ -411,7 +413,6 @@ def _distribution(values: list[float]) -> dict[str, float]:
 
 
 def add_command(commands) -> None:
-    from workbench.config import EnvConfig
 
     defaults = EnvConfig()
     p = commands.add_parser("dataset", help="build or describe an offline dataset")
@@ -448,10 +449,10 @@ def _build(args) -> int:
         args.episodes,
         [Behaviour.parse(text) for text in args.policy],
         seed=args.seed,
+        device=args.device,
         image_size=args.image_size,
         action_repeat=args.action_repeat,
         time_limit=args.time_limit,
-        device=args.device,
         progress=not args.no_progress,
     )
     print(f"dataset written: {path}   (describe it with: workbench dataset info {path})")

@@ -3,9 +3,12 @@
     engine = Engine(config, "runs/demo")          # or Engine.resume("runs/demo")
     engine.train()
 
-Every stage publishes a typed event (see `hooks.py`); the run directory, checkpoints, progress,
-evaluation, snapshots and live widgets are all hooks. One env step here is one agent step
-(`env.action_repeat` physics steps), counted over all parallel envs.
+The engine is built from `Factories` (as DreamerV3's `train(make_agent, make_replay, make_env,
+make_logger)`): the training envs, the evaluation env and the agent, so tests and users pass
+their own. The loop keeps the schedules: it saves checkpoints, plays evaluation episodes and
+takes snapshots when they are due, and publishes every stage as a typed event (`hooks.py`).
+Hooks only observe (metrics file, progress, live widgets, yours); they never emit. One env step
+here is one agent step (`env.action_repeat` physics steps), counted over all parallel envs.
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ import contextlib
 import random
 import signal
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,23 +28,24 @@ import torch
 from workbench import checkpoint
 from workbench.agents import make_agent
 from workbench.collector import Collector, CollectorThread, updates_due
-from workbench.config import Config
+from workbench.config import Config, EnvConfig
 from workbench.device import autocast, resolve_device
 from workbench.envs import make_env, make_vector_env
-from workbench.evaluation import episode_summary, play_episode, world_model_health
+from workbench.evaluation import episode_summary, play_episodes, world_model_health
 from workbench.hooks import (
     AgentUpdate,
     Checkpoint,
-    Checkpointer,
     DivergenceGuard,
+    EnvStep,
     EpisodeEnd,
     Evaluation,
-    Evaluator,
+    Every,
     ExceptionEvent,
     HookBus,
     ImaginationEvent,
     MetricsWriter,
     ProgressBar,
+    Snapshot,
     StopFile,
     TrainEnd,
     TrainStart,
@@ -47,20 +53,40 @@ from workbench.hooks import (
 )
 from workbench.replay import Replay
 from workbench.runs import CONFIG_FILE, RunError, RunWriter, read_json
+from workbench.snapshots import Snapshotter
 from workbench.world_model import WorldModel
+
+EVAL_SEED_OFFSET = 10_000  # evaluation episodes during training: seeds apart from training's
+
+
+@dataclass(frozen=True)
+class Factories:
+    """What the engine is built from; pass your own (tests pass fakes)."""
+
+    envs: Callable[[EnvConfig], Any] = make_vector_env
+    """The training envs (`num_envs` of them), as `envs.make_vector_env`."""
+    eval_env: Callable[[EnvConfig], Any] = make_env
+    """One env for evaluation episodes, as `envs.make_env`."""
+    agent: Callable[..., Any] = make_agent
+    """The agent for a config, world model and action size, as `agents.make_agent`."""
 
 
 class Engine:
+    factories = Factories()
+    """The default factories (the command line's); an `Engine(..., factories=...)` overrides."""
+
     def __init__(
         self,
         config: Config,
         run_dir: str | Path,
         hooks: list[Any] | None = None,
         *,
+        factories: Factories | None = None,
         resume: bool = False,
         progress: bool = True,
     ):
         self.config = config
+        self.factories = factories or self.factories
         self.run_dir = Path(run_dir)
         self.device = resolve_device(config.train.device)
         self.writer = RunWriter(self.run_dir, config=config.to_dict(), resume=resume)
@@ -78,13 +104,9 @@ class Engine:
         except BaseException:
             self._abandon()
             raise
-        built_in = [MetricsWriter(config.train.log_every), Checkpointer(), Evaluator(), StopFile()]
-        built_in.append(DivergenceGuard())
-        if config.train.snapshot_every > 0:
-            from workbench.snapshots import SnapshotHook
-
-            built_in.append(SnapshotHook(config.train.snapshot_every))
+        built_in = [MetricsWriter(config.train.log_every), StopFile(), DivergenceGuard()]
         self.bus = HookBus(built_in + ([ProgressBar()] if progress else []) + list(hooks or []))
+        self.snapshotter = Snapshotter(self) if config.train.snapshot_every > 0 else None
 
     @classmethod
     def resume(
@@ -112,19 +134,12 @@ class Engine:
 
     def _build(self, resume: bool) -> None:
         cfg = self.config
-        env_kwargs = dict(
-            image_size=cfg.env.image_size,
-            action_repeat=cfg.env.action_repeat,
-            render=cfg.env.render,
-            time_limit=cfg.env.time_limit,
-        )
-        self.envs = make_vector_env(cfg.env.task, cfg.env.num_envs, **env_kwargs)
-        self.env_kwargs = env_kwargs
+        self.envs = self.factories.envs(cfg.env)
         self.action_dim = self.envs.action_dim
         self.world_model = WorldModel(cfg.model, self.action_dim, cfg.env.image_size).to(
             self.device
         )
-        self.agent = make_agent(cfg, self.world_model, self.action_dim).to(self.device)
+        self.agent = self.factories.agent(cfg, self.world_model, self.action_dim).to(self.device)
         self.replay = Replay(
             self.writer, cfg.env.num_envs, cfg.train.seed, cfg.train.replay_capacity
         )
@@ -139,6 +154,7 @@ class Engine:
         previous_handler = stop_on_sigterm()
         try:
             self.bus.emit(TrainStart(self.step, engine=self, resumed=self.resumed))
+            self._start_schedules()
             self._collect_and_train()
             if self.bus.stop_requested:
                 status = "stopped"
@@ -152,9 +168,33 @@ class Engine:
             with contextlib.suppress(ValueError):  # not the main thread: nothing was changed
                 signal.signal(signal.SIGTERM, previous_handler)
             with contextlib.suppress(Exception):
+                self._finish(status)
                 self.bus.emit(TrainEnd(self.step, status=status, wall_time=time.time() - start))
             self.close(status)
         return status
+
+    # --- the schedules: checkpoints and evaluations on env steps, snapshots on updates ---------
+
+    def _start_schedules(self) -> None:
+        train = self.config.train
+        self.checkpoint_due = Every(train.checkpoint_every, self.step)
+        self.evaluation_due = Every(train.eval_every, self.step)
+        self.last_evaluation: int | None = None
+
+    def _run_schedules(self) -> None:
+        """After an env step: a checkpoint, then evaluation episodes, when due."""
+        if self.checkpoint_due(self.step):
+            self.save_checkpoint()
+        if self.evaluation_due(self.step):
+            self.evaluate()
+
+    def _finish(self, status: str) -> None:
+        """As training ends: a last checkpoint (unless it crashed) and, when it finished, a last
+        evaluation (unless one ran at this very step)."""
+        if status != "crashed":
+            self.save_checkpoint()
+        if status == "finished" and self.last_evaluation != self.step:
+            self.evaluate()
 
     def _collect_and_train(self) -> None:
         """Collect env steps and train at the configured replay ratio: update k follows the
@@ -192,7 +232,8 @@ class Engine:
             torch.set_num_threads(threads)
 
     def _publish(self, events: list) -> None:
-        """Count and emit one collected step's events, in order."""
+        """Count and emit one collected step's events, in order; after the step itself, what
+        its count makes due."""
         for event in events:
             if isinstance(event, EpisodeEnd):
                 self.counters["episode"] = event.episode
@@ -201,6 +242,8 @@ class Engine:
             else:
                 self.counters["step"] = event.step
             self.bus.emit(event)
+            if isinstance(event, EnvStep):
+                self._run_schedules()
 
     def _train_due(self, background: CollectorThread | None) -> None:
         """The updates due at the current step count."""
@@ -213,19 +256,32 @@ class Engine:
         cfg = self.config.train
         batch = self.collector.sample(cfg.batch_size, cfg.batch_length)
         batch = {key: torch.as_tensor(value, device=self.device) for key, value in batch.items()}
+        posterior = self._train_world_model(batch)
+        update = self.counters["update"]
+        with autocast(self.device, cfg.precision):
+            result = self.agent.update(posterior, batch)
+        self.bus.emit(ImaginationEvent(self.step, update=update, imagination=result.imagination))
+        self.bus.emit(AgentUpdate(self.step, update=update, metrics=result.metrics))
+
+    def _train_world_model(self, batch: dict[str, torch.Tensor]) -> Any:
+        """One world-model update on `batch`, published, then a snapshot if one is due; the
+        batch's posterior latents."""
+        cfg = self.config.train
         with autocast(self.device, cfg.precision):
             metrics, posterior = self.world_model.train_step(batch)
-        self.counters["update"] += 1
-        update = self.counters["update"]
+        update = self._count_update()
         self.bus.emit(
             WorldModelUpdate(
                 self.step, update=update, metrics=metrics, batch=batch, posterior=posterior
             )
         )
-        with autocast(self.device, cfg.precision):
-            result = self.agent.update(posterior, batch)
-        self.bus.emit(ImaginationEvent(self.step, update=update, imagination=result.imagination))
-        self.bus.emit(AgentUpdate(self.step, update=update, metrics=result.metrics))
+        if self.snapshotter is not None and update % cfg.snapshot_every == 0:
+            self.snapshot(self.snapshotter.take(batch, posterior))
+        return posterior
+
+    def _count_update(self) -> int:
+        self.counters["update"] += 1
+        return self.counters["update"]
 
     # --- evaluation, checkpoints -------------------------------------------------------------
 
@@ -236,25 +292,29 @@ class Engine:
     def evaluate(self) -> list[dict[str, float]]:
         """Play `eval_episodes` episodes with the deterministic policy; save them with frames."""
         cfg = self.config
-        env = make_env(cfg.env.task, seed=cfg.train.seed + 10_000, **self.env_kwargs)
-        summaries, paths, played = [], [], []
-        try:
-            for index in range(cfg.train.eval_episodes):
-                episode = play_episode(
-                    env,
-                    self.world_model,
-                    self.agent,
-                    explore=False,
-                    seed=cfg.train.seed + 10_000 + index,
-                )
-                paths.append(str(self.writer.save_eval(self.step, index, episode)))
-                summaries.append(episode_summary(episode))
-                played.append(episode)
-        finally:
-            env.close()
+        played = play_episodes(
+            cfg.env,
+            self.world_model,
+            self.agent,
+            episodes=cfg.train.eval_episodes,
+            seed=cfg.train.seed + EVAL_SEED_OFFSET,
+            explore=False,
+            make=self.factories.eval_env,
+        )
+        paths = [str(self.writer.save_eval(self.step, i, e)) for i, e in enumerate(played)]
+        summaries = [episode_summary(episode) for episode in played]
         health = world_model_health(played)
+        self.last_evaluation = self.step
         self.bus.emit(Evaluation(self.step, episodes=summaries, paths=paths, health=health))
         return summaries
+
+    def snapshot(self, arrays: dict[str, np.ndarray]) -> Path:
+        """Save a snapshot's arrays (`Snapshotter.take`) and emit `Snapshot`."""
+        update = self.counters["update"]
+        arrays.update(step=np.int64(self.step), update=np.int64(update))
+        path = self.writer.save_snapshot(update, arrays)
+        self.bus.emit(Snapshot(self.step, update=update, path=str(path)))
+        return path
 
     def save_checkpoint(self) -> Path:
         """Save the state to resume from, with the collector thread (if any) between steps."""

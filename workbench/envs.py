@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import dataclasses
 import importlib.util
 import multiprocessing as mp
 import os
@@ -23,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from workbench.config import EnvConfig
 from workbench.tasks import NAV_TASKS as NAV_TASKS  # re-exported: the supported tasks
 from workbench.tasks import TaskError as TaskError
 from workbench.tasks import check_task
@@ -254,16 +256,10 @@ class Step:
 class PixelEnv:
     """One Safety-Gymnasium task observed as small RGB images from the 'vision' camera."""
 
-    def __init__(
-        self,
-        task: str,
-        image_size: int = 64,
-        action_repeat: int = 2,
-        render: str = "fast",
-        time_limit: int = 1000,
-        seed: int | None = None,
-    ) -> None:
-        _check_args(task, image_size, action_repeat, render, time_limit)
+    def __init__(self, config: EnvConfig, seed: int | None = None) -> None:
+        _check(config)
+        task, image_size, action_repeat = config.task, config.image_size, config.action_repeat
+        time_limit, render = config.time_limit, config.render
         sg = import_safety_gymnasium()
         self._env = sg.make(
             task, render_mode="rgb_array", camera_name=CAMERA, width=image_size, height=image_size
@@ -366,35 +362,33 @@ class PixelEnv:
         return np.ascontiguousarray(frame, dtype=np.uint8)
 
 
-def _check_args(
-    task: str, image_size: int, action_repeat: int, render: str, time_limit: int
-) -> None:
-    check_task(task)
-    if render not in RENDER_CHOICES:
-        raise ValueError(f"render must be one of {RENDER_CHOICES}, got {render!r}")
-    for name, value in [("image_size", image_size), ("action_repeat", action_repeat)]:
-        if value < 1:
-            raise ValueError(f"{name} must be >= 1, got {value}")
-    if time_limit < 1:
-        raise ValueError(f"time_limit must be >= 1, got {time_limit}")
+def _check(config: EnvConfig) -> None:
+    check_task(config.task)
+    if config.render not in RENDER_CHOICES:
+        raise ValueError(f"render must be one of {RENDER_CHOICES}, got {config.render!r}")
+    for name in ("image_size", "action_repeat", "time_limit", "num_envs"):
+        if getattr(config, name) < 1:
+            raise ValueError(f"{name} must be >= 1, got {getattr(config, name)}")
+
+
+def env_config(config: EnvConfig | str | None = None, **settings: Any) -> EnvConfig:
+    """An `EnvConfig` (its defaults are the only ones) from a config or a task id, with
+    `settings` (any of its fields) replacing its values."""
+    if config is None or isinstance(config, str):
+        return EnvConfig(**({"task": config} if config else {}), **settings)
+    return dataclasses.replace(config, **settings)
 
 
 def make_env(
-    task: str = "SafetyPointGoal1-v0",
-    *,
-    image_size: int = 64,
-    action_repeat: int = 2,
-    render: str = "fast",
-    time_limit: int = 1000,
-    seed: int | None = None,
+    config: EnvConfig | str | None = None, *, seed: int | None = None, **settings: Any
 ) -> PixelEnv:
-    """Make one pixel-observation env.
-
-    render: "fast" (a persistent renderer without shadows/reflections/skybox, same scene) or
-    "stock" (safety_gymnasium's own render path). time_limit: physics steps per episode
+    """One pixel-observation env, as `config` (an `EnvConfig`, or a task id) describes it, with
+    `settings` replacing its fields: `make_env(run.config.env)`, `make_env("SafetyCarGoal1-v0",
+    time_limit=200)`. render: "fast" (a persistent renderer without shadows/reflections/skybox,
+    same scene) or "stock" (safety_gymnasium's own). time_limit: physics steps per episode
     (capped at the task's own limit). seed: used by the first reset() that gets no seed.
     """
-    return PixelEnv(task, image_size, action_repeat, render, time_limit, seed)
+    return PixelEnv(env_config(config, **settings), seed)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -415,12 +409,12 @@ class VectorStep:
     """Ground truth per env (see `PixelEnv.hazard_distance`)."""
 
 
-def _worker(conn: Any, task: str, env_kwargs: dict) -> None:
+def _worker(conn: Any, config: EnvConfig) -> None:
     """Subprocess loop: make the env, then serve (command, argument) requests until 'close'."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and closes us
     env = None
     try:
-        env = make_env(task, **env_kwargs)
+        env = PixelEnv(config)
         conn.send(("ok", (env.action_low, env.action_high)))
         while True:
             command, argument = conn.recv()
@@ -465,36 +459,27 @@ class VectorEnv:
     episode ended.
     """
 
-    def __init__(self, task: str, num_envs: int = 1, **env_kwargs: Any) -> None:
-        if num_envs < 1:
-            raise ValueError(f"num_envs must be >= 1, got {num_envs}")
-        _check_args(
-            task,
-            env_kwargs.get("image_size", 64),
-            env_kwargs.get("action_repeat", 2),
-            env_kwargs.get("render", "fast"),
-            env_kwargs.get("time_limit", 1000),
-        )
-        self.num_envs = num_envs
+    def __init__(self, config: EnvConfig) -> None:
+        _check(config)
+        self.num_envs = config.num_envs
         self._conns: list[Any] = []
         self._procs: list[Any] = []
-        self._local = make_env(task, **env_kwargs) if num_envs == 1 else None
+        self._local = PixelEnv(config) if self.num_envs == 1 else None
         if self._local is None:
-            low, high = self._start_workers(task, env_kwargs)
+            low, high = self._start_workers(config)
         else:
             low, high = self._local.action_low, self._local.action_high
         self.action_low, self.action_high = low, high
         self.action_dim = int(low.shape[0])
-        size = env_kwargs.get("image_size", 64)
-        self.obs_shape = (size, size, 3)
+        self.obs_shape = (config.image_size, config.image_size, 3)
 
-    def _start_workers(self, task: str, env_kwargs: dict) -> tuple[np.ndarray, np.ndarray]:
+    def _start_workers(self, config: EnvConfig) -> tuple[np.ndarray, np.ndarray]:
         """Start one worker per env; return the action bounds they report."""
         method = "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
         ctx = mp.get_context(method)
         for _ in range(self.num_envs):
             parent, child = ctx.Pipe()
-            proc = ctx.Process(target=_worker, args=(child, task, env_kwargs), daemon=True)
+            proc = ctx.Process(target=_worker, args=(child, config), daemon=True)
             proc.start()
             child.close()
             self._conns.append(parent)
@@ -587,9 +572,10 @@ class VectorEnv:
         self.close()
 
 
-def make_vector_env(task: str, num_envs: int = 1, **env_kwargs: Any) -> VectorEnv:
-    """N envs of `task` (env_kwargs as for make_env); subprocesses when N > 1."""
-    return VectorEnv(task, num_envs, **env_kwargs)
+def make_vector_env(config: EnvConfig | str | None = None, **settings: Any) -> VectorEnv:
+    """`num_envs` envs as `config` describes them (arguments as for `make_env`); subprocesses
+    when there are more than one."""
+    return VectorEnv(env_config(config, **settings))
 
 
 # ---------------------------------------------------------------------------------------------

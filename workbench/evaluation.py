@@ -7,6 +7,7 @@ evaluation, `workbench eval`, dataset building and the viewers all use it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ import numpy as np
 import torch
 
 from workbench.agents.base import AgentLike
+from workbench.config import EnvConfig
 from workbench.device import single_threaded
 from workbench.envs import PixelEnv, make_env
 from workbench.world_model import WorldModel
@@ -75,6 +77,28 @@ def play_episode(
     return {key: np.stack([s[key] for s in steps]) for key in steps[0]}
 
 
+def play_episodes(
+    env_config: EnvConfig,
+    world_model: WorldModel,
+    agent: AgentLike,
+    *,
+    episodes: int,
+    seed: int,
+    explore: bool,
+    make: Callable[[EnvConfig], PixelEnv] | None = None,
+) -> list[dict[str, np.ndarray]]:
+    """`episodes` episodes (seeds `seed`, `seed + 1`, ...) in one env that `make` builds
+    (by default `make_env`)."""
+    env = (make or make_env)(env_config)
+    try:
+        return [
+            play_episode(env, world_model, agent, explore=explore, seed=seed + index)
+            for index in range(episodes)
+        ]
+    finally:
+        env.close()
+
+
 def episode_summary(episode: dict[str, np.ndarray]) -> dict[str, float]:
     return {
         "return": float(episode["reward"].sum()),
@@ -84,7 +108,11 @@ def episode_summary(episode: dict[str, np.ndarray]) -> dict[str, float]:
 
 
 def evaluate_run(
-    run_dir: str | Path, episodes: int = 3, device: str = "cpu", explore: bool = True
+    run_dir: str | Path,
+    episodes: int = 3,
+    device: str = "cpu",
+    explore: bool = True,
+    make: Callable[[EnvConfig], PixelEnv] | None = None,
 ) -> dict[str, Any]:
     """Play `episodes` held-out episodes with the run's newest checkpoint; their return and cost
     and the world model's health on them."""
@@ -93,22 +121,15 @@ def evaluate_run(
     loaded = load_agent(run_dir, device)
     torch.manual_seed(HELD_OUT_SEED)  # sampled actions too: the same command, the same numbers
     config = loaded.config
-    env = make_env(
-        config.env.task,
-        image_size=config.env.image_size,
-        action_repeat=config.env.action_repeat,
-        render=config.env.render,
-        time_limit=config.env.time_limit,
+    played = play_episodes(
+        config.env,
+        loaded.world_model,
+        loaded.agent,
+        episodes=episodes,
+        seed=HELD_OUT_SEED,
+        explore=explore,
+        make=make,
     )
-    try:
-        played = [
-            play_episode(
-                env, loaded.world_model, loaded.agent, explore=explore, seed=HELD_OUT_SEED + i
-            )
-            for i in range(episodes)
-        ]
-    finally:
-        env.close()
     summaries = [episode_summary(episode) for episode in played]
     return {
         "checkpoint_step": loaded.step,

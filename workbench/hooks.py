@@ -14,7 +14,7 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import numpy as np
 
@@ -31,44 +31,35 @@ if TYPE_CHECKING:
 
 
 class Trainer(Protocol):
-    """What a hook may touch of the engine that trains (`TrainStart.engine`): its config,
-    counters, run writer, bus, device and models, and the two things it may ask for."""
+    """What a hook may read of the engine that trains (`TrainStart.engine`): its config,
+    counters, run writer, device and models. Hooks observe; the engine acts."""
 
     config: Config
     counters: dict[str, Any]
     writer: RunWriter
-    bus: HookBus
     device: torch.device
     world_model: WorldModel
     agent: AgentLike
-
-    def save_checkpoint(self) -> Any:
-        """Write a checkpoint of the models and counters now."""
-
-    def evaluate(self) -> Any:
-        """Play held-out episodes now and emit an `Evaluation`."""
 
 
 @dataclass
 class Event:
     step: int
     """Environment steps (agent steps, summed over envs) so far."""
-
-    @classmethod
-    def handler(cls) -> str:
-        """Name of the hook method that receives this event, e.g. `on_episode_end`."""
-        name = "".join(f"_{c.lower()}" if c.isupper() else c for c in cls.__name__)
-        return "on" + name
+    handler: ClassVar[str] = ""
+    """Name of the hook method that receives this event, e.g. `on_episode_end`."""
 
 
 @dataclass
 class TrainStart(Event):
+    handler: ClassVar[str] = "on_train_start"
     engine: Trainer
     resumed: bool
 
 
 @dataclass
 class EnvStep(Event):
+    handler: ClassVar[str] = "on_env_step"
     reward: np.ndarray
     """Rewards of this step, one per env."""
     cost: np.ndarray
@@ -77,6 +68,7 @@ class EnvStep(Event):
 
 @dataclass
 class EpisodeEnd(Event):
+    handler: ClassVar[str] = "on_episode_end"
     episode: int
     env_index: int
     ret: float
@@ -88,6 +80,7 @@ class EpisodeEnd(Event):
 
 @dataclass
 class WorldModelUpdate(Event):
+    handler: ClassVar[str] = "on_world_model_update"
     update: int
     metrics: dict[str, float]
     batch: dict[str, Tensor]
@@ -98,18 +91,21 @@ class WorldModelUpdate(Event):
 
 @dataclass
 class ImaginationEvent(Event):
+    handler: ClassVar[str] = "on_imagination_event"
     update: int
     imagination: Imagination
 
 
 @dataclass
 class AgentUpdate(Event):
+    handler: ClassVar[str] = "on_agent_update"
     update: int
     metrics: dict[str, float]
 
 
 @dataclass
 class Evaluation(Event):
+    handler: ClassVar[str] = "on_evaluation"
     episodes: list[dict[str, float]]
     paths: list[str]
     health: dict[str, Any] = field(default_factory=dict)
@@ -118,56 +114,93 @@ class Evaluation(Event):
 
 @dataclass
 class Checkpoint(Event):
+    handler: ClassVar[str] = "on_checkpoint"
     path: str
 
 
 @dataclass
 class Snapshot(Event):
+    handler: ClassVar[str] = "on_snapshot"
     update: int
     path: str
 
 
 @dataclass
 class ExceptionEvent(Event):
+    handler: ClassVar[str] = "on_exception_event"
     error: BaseException
 
 
 @dataclass
 class TrainEnd(Event):
+    handler: ClassVar[str] = "on_train_end"
     status: str
     """finished, stopped (a hook returned False) or crashed."""
     wall_time: float
 
 
 class Hook:
-    """Base class with a no-op handler per event; override the ones you need."""
+    """Base class with a no-op handler per event (its `handler`); override the ones you need.
+    Any handler may return False to ask the engine to stop."""
 
-    def on_train_start(self, event: TrainStart) -> bool | None: ...
-    def on_env_step(self, event: EnvStep) -> bool | None: ...
-    def on_episode_end(self, event: EpisodeEnd) -> bool | None: ...
-    def on_world_model_update(self, event: WorldModelUpdate) -> bool | None: ...
-    def on_imagination_event(self, event: ImaginationEvent) -> bool | None: ...
-    def on_agent_update(self, event: AgentUpdate) -> bool | None: ...
-    def on_evaluation(self, event: Evaluation) -> bool | None: ...
-    def on_checkpoint(self, event: Checkpoint) -> bool | None: ...
-    def on_snapshot(self, event: Snapshot) -> bool | None: ...
-    def on_exception_event(self, event: ExceptionEvent) -> bool | None: ...
-    def on_train_end(self, event: TrainEnd) -> bool | None: ...
+    def on_train_start(self, event: TrainStart) -> bool | None:
+        """Training starts (or resumes) at `event.step`; `event.engine` is what a hook may use."""
+
+    def on_env_step(self, event: EnvStep) -> bool | None:
+        """Every env took one step: its reward and cost."""
+
+    def on_episode_end(self, event: EpisodeEnd) -> bool | None:
+        """A training episode ended: its return, cost, length and the cumulative cost so far."""
+
+    def on_world_model_update(self, event: WorldModelUpdate) -> bool | None:
+        """The world model took a gradient step: its losses, batch and posterior latents."""
+
+    def on_imagination_event(self, event: ImaginationEvent) -> bool | None:
+        """The agent imagined rollouts from the posterior latents, for its update."""
+
+    def on_agent_update(self, event: AgentUpdate) -> bool | None:
+        """The agent took a gradient step: its losses and its own metrics."""
+
+    def on_evaluation(self, event: Evaluation) -> bool | None:
+        """Evaluation episodes were played and saved: their summaries, files and health."""
+
+    def on_checkpoint(self, event: Checkpoint) -> bool | None:
+        """A checkpoint was written to `event.path`."""
+
+    def on_snapshot(self, event: Snapshot) -> bool | None:
+        """A snapshot (latents, imagined rollouts) was written to `event.path`."""
+
+    def on_exception_event(self, event: ExceptionEvent) -> bool | None:
+        """Training raised `event.error`; it ends as crashed."""
+
+    def on_train_end(self, event: TrainEnd) -> bool | None:
+        """Training ended: finished, stopped or crashed, after `event.wall_time` seconds."""
 
 
 class HookBus:
-    """Delivers each event to every hook that handles it; remembers whether one asked to stop."""
+    """Delivers each event to every hook that handles it; remembers whether one asked to stop.
+    Hooks only observe: one emitting an event while it handles another is an error."""
 
     def __init__(self, hooks: list[Any] | None = None):
         self.hooks = list(hooks or [])
         self.stop_requested = False
+        self.delivering: Event | None = None
 
     def emit(self, event: Event) -> bool:
         """Deliver `event`; False when some hook (now or earlier) asked to stop."""
-        for hook in self.hooks:
-            handler = getattr(hook, event.handler(), None)
-            if handler is not None and handler(event) is False:
-                self.stop_requested = True
+        if self.delivering is not None:
+            raise RuntimeError(
+                f"{type(event).__name__} emitted while hooks handle "
+                f"{type(self.delivering).__name__}: hooks observe, only the engine emits"
+            )
+        self.delivering = event
+        try:
+            for hook in self.hooks:
+                handler = getattr(hook, event.handler, None)
+                if handler is not None and handler(event) is False:
+                    self.stop_requested = True
+        finally:
+            self.delivering = None
         return not self.stop_requested
 
 
@@ -270,40 +303,6 @@ class Every:
             return False
         self.last = count // self.period
         return True
-
-
-class Checkpointer(Hook):
-    """Saves a checkpoint every `checkpoint_every` env steps and when training ends."""
-
-    def on_train_start(self, event: TrainStart) -> None:
-        self.engine = event.engine
-        self.due = Every(self.engine.config.train.checkpoint_every, event.step)
-
-    def on_env_step(self, event: EnvStep) -> None:
-        if self.due(event.step):
-            self.engine.save_checkpoint()
-
-    def on_train_end(self, event: TrainEnd) -> None:
-        if event.status != "crashed":
-            self.engine.save_checkpoint()
-
-
-class Evaluator(Hook):
-    """Runs evaluation episodes (frames saved) every `eval_every` env steps and at the end."""
-
-    def on_train_start(self, event: TrainStart) -> None:
-        self.engine = event.engine
-        self.due = Every(self.engine.config.train.eval_every, event.step)
-        self.last_step: int | None = None
-
-    def on_env_step(self, event: EnvStep) -> None:
-        if self.due(event.step):
-            self.engine.evaluate()
-            self.last_step = event.step
-
-    def on_train_end(self, event: TrainEnd) -> None:
-        if event.status == "finished" and self.last_step != event.step:  # not twice at one step
-            self.engine.evaluate()
 
 
 class DivergenceGuard(Hook):

@@ -32,6 +32,9 @@ FAST_SCALE = 0.1
 """The size knob under WORKBENCH_NOTEBOOK_FAST=1."""
 PRETRAINED = "pointgoal1-barrier"
 """The run directory under `checkpoints/` that the notebooks open."""
+LESSONS = Path(__file__).resolve().parents[1] / "notebooks"
+"""The lessons' sources (`*.py`, Jupytext's percent format) and the notebooks made from them."""
+KERNELSPEC = {"name": "python3", "display_name": "Python 3", "language": "python"}
 
 
 class LessonError(AssertionError):
@@ -49,10 +52,10 @@ def scaled(count: int, scale: float, minimum: int = 1) -> int:
 
 
 def readable_anywhere() -> None:
-    """Make every plotly figure this kernel shows carry, beside plotly's interactive form, a
-    self-contained HTML copy that fetches plotly.js from its CDN (never embedded: an executed
-    lesson stays small), so a lesson reads without a kernel: exported with `jupyter nbconvert
-    --to html`, on nbviewer, or in JupyterLab after a restart. The widgets do the same."""
+    """Make every plotly figure this kernel shows carry, beside plotly's interactive form, a PNG
+    image of itself (`workbench.inspect.figures.figure_bundle`: no plotly.js, no network), so a
+    lesson reads without a kernel: on GitHub or nbviewer, exported with `jupyter nbconvert --to
+    html`, offline. The widgets save a copy of their views as images too."""
     import plotly.io as pio
     from plotly.io._base_renderers import MimetypeRenderer
 
@@ -77,6 +80,28 @@ def pretrained_run(name: str = PRETRAINED) -> Path:
             "(with its checkpoints/ folder), installed with `pip install -e .`"
         )
     return path
+
+
+def lesson_notebook(source: Path) -> Any:
+    """The notebook of a lesson's source: its cells, with stable ids and no outputs."""
+    import jupytext
+
+    notebook = jupytext.read(source, fmt="py:percent")
+    for index, cell in enumerate(notebook.cells):  # rebuilding changes only what changed
+        cell.id = f"cell-{index:02d}"
+    notebook.metadata = {"kernelspec": KERNELSPEC}
+    return notebook
+
+
+def build_notebooks(folder: Path = LESSONS) -> list[Path]:
+    """Write the notebook of every lesson source in `folder`; the notebooks written."""
+    import nbformat
+
+    written = []
+    for source in sorted(folder.glob("*.py")):
+        written.append(source.with_suffix(".ipynb"))
+        nbformat.write(lesson_notebook(source), written[-1])
+    return written
 
 
 # ---------------------------------------------------------------------------------------------
@@ -312,3 +337,8 @@ def _exercise(name: str) -> Exercise:
     if name not in EXERCISES:
         raise KeyError(f"no exercise {name!r}; the exercises are: {', '.join(EXERCISES)}")
     return EXERCISES[name]
+
+
+if __name__ == "__main__":  # python -m workbench.lessons: the notebooks, from their sources
+    for path in build_notebooks():
+        print("wrote", path.name)

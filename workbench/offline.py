@@ -36,12 +36,11 @@ import torch
 from torch import Tensor
 
 from workbench import checkpoint
-from workbench.agents import make_agent
 from workbench.config import Config
 from workbench.datasets import load_dataset
 from workbench.device import autocast
 from workbench.engine import Engine
-from workbench.hooks import AgentUpdate, ProgressBar, Snapshot, TrainStart, WorldModelUpdate
+from workbench.hooks import AgentUpdate, ProgressBar, TrainStart
 from workbench.replay import Replay
 from workbench.runs import RunError
 from workbench.world_model import WorldModel
@@ -68,11 +67,10 @@ class OfflineEngine(Engine):
 
     def _build(self, resume: bool) -> None:
         cfg = self.config
-        self.env_kwargs = dict(self.dataset.env)
         self.action_dim = self.dataset.meta["action_dim"]
         self.world_model = WorldModel(cfg.model, self.action_dim, cfg.env.image_size)
         self.world_model.to(self.device)
-        self.agent = make_agent(cfg, self.world_model, self.action_dim).to(self.device)
+        self.agent = self.factories.agent(cfg, self.world_model, self.action_dim).to(self.device)
         self.replay = Replay(self.writer, 1, cfg.train.seed)
         self.episode_bounds = []  # (start, stop) of each episode in the replay's stream
         for episode in self.dataset.episodes():
@@ -91,28 +89,20 @@ class OfflineEngine(Engine):
         if self.config.offline.world_model:
             self._reuse_world_model(Path(self.config.offline.world_model))
         else:
-            self._train_world_model()  # 2
+            self._pretrain_world_model()  # 2
         if self.bus.stop_requested:
             return
         transitions = self._encode_dataset()  # 3
         self._train_agent(transitions)  # 4
         self._snapshot()  # 5
 
-    def _train_world_model(self) -> None:
+    def _pretrain_world_model(self) -> None:
         cfg = self.config.train
         for _ in range(self.config.offline.model_updates):
             if self.bus.stop_requested:
                 return
-            batch = self._sample_sequences(cfg.batch_length)
-            with autocast(self.device, cfg.precision):
-                metrics, posterior = self.world_model.train_step(batch)
-            update = self._count_update()
-            self.bus.emit(
-                WorldModelUpdate(
-                    self.step, update=update, metrics=metrics, batch=batch, posterior=posterior
-                )
-            )
-            self.bus.emit(AgentUpdate(self.step, update=update, metrics={}))
+            self._train_world_model(self._sample_sequences(cfg.batch_length))
+            self.bus.emit(AgentUpdate(self.step, update=self.counters["update"], metrics={}))
 
     def _reuse_world_model(self, run_dir: Path) -> None:
         state = checkpoint.load_latest(run_dir, self.device)
@@ -163,10 +153,7 @@ class OfflineEngine(Engine):
     def _snapshot(self) -> None:
         """The latents of a batch of dataset states, labelled as the online snapshots are
         (`snapshots.py`), plus the agent's `latent_codes` of the action taken in each."""
-        from workbench.snapshots import SnapshotHook
-
-        hook = next((h for h in self.bus.hooks if isinstance(h, SnapshotHook)), None)
-        if hook is None or self.bus.stop_requested:
+        if self.snapshotter is None or self.bus.stop_requested:
             return
         # One step more than a snapshot uses, so each state's next action (the one taken there)
         # is in the batch; at an episode's last state it is the next episode's zero action.
@@ -175,7 +162,7 @@ class OfflineEngine(Engine):
             posterior, _ = self.world_model.observe(
                 batch["obs"], batch["action"], batch["is_first"]
             )
-        arrays = hook.take(
+        arrays = self.snapshotter.take(
             {key: value[:, :-1] for key, value in batch.items()}, posterior.map(lambda x: x[:, :-1])
         )
         sequence, time = arrays["sequence"], arrays["time"]
@@ -183,17 +170,14 @@ class OfflineEngine(Engine):
         taken = batch["action"][sequence, time + 1]
         codes = self.agent.latent_codes(features, taken)
         arrays.update({name: value.float().cpu().numpy() for name, value in codes.items()})
-        arrays.update(step=np.int64(self.step), update=np.int64(self.counters["update"]))
-        path = self.writer.save_snapshot(self.counters["update"], arrays)
-        self.bus.emit(Snapshot(self.step, update=self.counters["update"], path=str(path)))
+        self.snapshot(arrays)
 
     # --- helpers ----------------------------------------------------------------------------
 
     def _count_update(self) -> int:
         """One gradient update done: offline, steps count updates."""
-        self.counters["update"] += 1
         self.counters["step"] += 1
-        return self.counters["update"]
+        return super()._count_update()
 
     def _sample_sequences(self, length: int) -> dict[str, Tensor]:
         return self._tensors(self.replay.sample(self.config.train.batch_size, length))

@@ -95,6 +95,20 @@ runs folder, outside any run directory, which the run must create itself)."""
 PLOT_SUFFIX = ".html"
 
 
+COUNTERS = ("kind", "step", "time", "update", "episode")
+"""Keys of a metrics record that count or label it, not measure anything."""
+
+
+def measurements(record: dict[str, Any]) -> dict[str, float]:
+    """What a metrics record measures: its numbers, without its counters (flags such as a start's
+    `resumed` and values logged as None are no measurements)."""
+    return {
+        key: value
+        for key, value in record.items()
+        if key not in COUNTERS and isinstance(value, int | float) and not isinstance(value, bool)
+    }
+
+
 def training_log(folder: str | Path, logs: str, name: str) -> Path:
     """The output of the training process of run `name`, started for `folder`."""
     return Path(folder) / logs / f"{name}.log"

@@ -1,7 +1,7 @@
 """Snapshots: what the world model and the agent make of the data, saved every N updates so the
 viewers (`workbench.inspect`, the dashboard, the notebook widgets) can show it.
 
-Every `every` world-model updates, `SnapshotHook`:
+Every `train.snapshot_every` world-model updates, the engine asks its `Snapshotter`, which:
 1. Picks up to `latents` posterior states of the update's training batch at random ([B, T] -> [M]).
 2. Labels each with what really happened (the cost and reward received on arriving there,
    unsafe = cost > 0, its frame, where it sits in the batch) and with what the models make of it
@@ -10,7 +10,8 @@ Every `every` world-model updates, `SnapshotHook`:
 3. Imagines rollouts of `agent.horizon` steps from `starts` of those states under the current
    policy, recording per step the predicted reward and cost, the disagreement, the `inspect`
    values and the decoded frames.
-4. Saves the arrays atomically as RUN/snapshots/snap_<update:08d>.npz and emits a `Snapshot` event.
+4. Hands the arrays to the engine, which saves them atomically as RUN/snapshots/snap_<update:08d>.npz
+   and emits a `Snapshot` event (`Engine.snapshot`).
 
 It works on a copy of torch's random state, so training with snapshots follows exactly the same
 path as training without them.
@@ -41,36 +42,25 @@ import torch
 from torch import Tensor
 
 from workbench.device import autocast
-from workbench.hooks import Hook, Snapshot, TrainStart, WorldModelUpdate
+from workbench.hooks import Trainer
 from workbench.replay import GROUND_TRUTH
 from workbench.world_model import Latent
 
 
-class SnapshotHook(Hook):
-    """Writes a snapshot every `every` updates; `seconds` is the time spent doing so."""
+class Snapshotter:
+    """Takes snapshots of what the engine's models make of its batches; `seconds` is the time
+    spent doing so."""
 
-    def __init__(self, every: int, latents: int = 256, starts: int = 8):
-        self.every = every
+    def __init__(self, engine: Trainer, latents: int = 256, starts: int = 8):
+        self.engine = engine
         self.latents = latents
         self.starts = starts
         self.seconds = 0.0
-
-    def on_train_start(self, event: TrainStart) -> None:
-        self.engine = event.engine
-        self.rng = np.random.default_rng(self.engine.config.train.seed)
-
-    def on_world_model_update(self, event: WorldModelUpdate) -> None:
-        if event.update % self.every:
-            return
-        start = time.perf_counter()
-        arrays = self.take(event.batch, event.posterior)
-        arrays.update(step=np.int64(event.step), update=np.int64(event.update))
-        path = self.engine.writer.save_snapshot(event.update, arrays)  # 4
-        self.seconds += time.perf_counter() - start
-        self.engine.bus.emit(Snapshot(event.step, update=event.update, path=str(path)))
+        self.rng = np.random.default_rng(engine.config.train.seed)
 
     def take(self, batch: dict[str, Tensor], posterior: Latent) -> dict[str, np.ndarray]:
         """The snapshot's arrays (all but step and update) from a batch and its posterior [B, T]."""
+        start = time.perf_counter()
         engine = self.engine
         length = posterior.deter.shape[1]
         chosen = self.rng.permutation(posterior.deter.shape[0] * length)[: self.latents]  # 1
@@ -90,6 +80,7 @@ class SnapshotHook(Hook):
         arrays["time"] = (chosen % length).astype(np.int32)
         arrays["sequence"] = (chosen // length).astype(np.int32)
         arrays["imag_start"] = starts.astype(np.int32)
+        self.seconds += time.perf_counter() - start
         return arrays
 
     def _label(self, latent: Latent, real: dict[str, Tensor]) -> dict[str, np.ndarray]:

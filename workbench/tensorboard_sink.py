@@ -5,10 +5,11 @@
     tensorboard --logdir runs                    # every run, side by side
     wandb sync runs/a/tensorboard                # Weights & Biases users: sync the same folder
 
-What it writes, from the engine's events:
-- scalars: `episode/return`, `episode/cost`, `episode/length`, `episode/cumulative_cost` per
-  episode; `train/<metric>` averaged over `train.log_every` updates (world model and agent);
-  `eval/<metric>` and `eval/health/<metric>` per evaluation;
+What it writes, from the run directory as the engine's events announce it:
+- scalars: each metric record of `metrics.jsonl` as `<kind>/<metric>`, read through
+  `workbench.runs.Run` (never counted again): `episode/return`, `episode/cost`, `episode/length`,
+  `episode/cumulative_cost` per episode; `train/<metric>` averaged over `train.log_every` updates
+  (world model and agent); `eval/<metric>` and `eval/health/<metric>` per evaluation;
 - the latent snapshots (`train.snapshot_every`) as projector embeddings: the posterior features,
   labelled per point by safety (`unsafe`, cost > 0), cost, predicted cost, disagreement and the
   agent's values (barrier, ...), with the real frames as thumbnails;
@@ -18,7 +19,6 @@ What it writes, from the engine's events:
 from __future__ import annotations
 
 import io
-from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
@@ -31,9 +31,8 @@ from workbench.hooks import (
     Snapshot,
     TrainEnd,
     TrainStart,
-    WorldModelUpdate,
 )
-from workbench.runs import load_arrays
+from workbench.runs import Run, load_arrays, measurements
 
 LOG_DIR = "tensorboard"
 """The sink's folder inside a run directory."""
@@ -55,43 +54,34 @@ class TensorBoardHook(Hook):
         self.log_dir = log_dir
         self.fps = fps
         self.thumbnail = thumbnail
-        self.sums: dict[str, float] = defaultdict(float)
-        self.counts: dict[str, int] = defaultdict(int)
 
     def on_train_start(self, event: TrainStart) -> None:
         from torch.utils.tensorboard import SummaryWriter
 
-        engine = event.engine
-        folder = Path(self.log_dir) if self.log_dir else Path(engine.run_dir) / LOG_DIR
+        self.run = Run(event.engine.writer.path)
+        self.read = len(self.run.metrics())  # a resumed run's records are in TensorBoard already
+        folder = Path(self.log_dir) if self.log_dir else self.run.path / LOG_DIR
         # A resumed run replays from its checkpoint: drop what was logged past it.
         self.writer = SummaryWriter(str(folder), purge_step=event.step if event.resumed else None)
-        self.log_every = engine.config.train.log_every
 
     def on_episode_end(self, event: EpisodeEnd) -> None:
-        for name, value in (("return", event.ret), ("cost", event.cost), ("length", event.length)):
-            self.writer.add_scalar(f"episode/{name}", value, event.step)
-        self.writer.add_scalar("episode/cumulative_cost", event.cumulative_cost, event.step)
-
-    def on_world_model_update(self, event: WorldModelUpdate) -> None:
-        self._accumulate(event.metrics)
+        """The episode's record is written: mirror it."""
+        self._mirror_new_records()
 
     def on_agent_update(self, event: AgentUpdate) -> None:
-        self._accumulate(event.metrics)
-        if event.update % self.log_every == 0:
-            for key in sorted(self.sums):
-                self.writer.add_scalar(
-                    f"train/{key}", self.sums[key] / self.counts[key], event.step
-                )
-            self.sums.clear()
-            self.counts.clear()
+        """Every `train.log_every` updates a training record is written: mirror it."""
+        self._mirror_new_records()
+
+    def _mirror_new_records(self) -> None:
+        """Each metric record appended since the last call, as `<kind>/<metric>` scalars."""
+        records = self.run.metrics()
+        for record in records[self.read :]:
+            for key, value in measurements(record).items():
+                self.writer.add_scalar(f"{record['kind']}/{key}", value, record["step"])
+        self.read = len(records)
 
     def on_evaluation(self, event: Evaluation) -> None:
-        for key in event.episodes[0] if event.episodes else ():
-            mean = float(np.mean([episode[key] for episode in event.episodes]))
-            self.writer.add_scalar(f"eval/{key}", mean, event.step)
-        for key, value in event.health.items():
-            if isinstance(value, float):
-                self.writer.add_scalar(f"eval/health/{key}", value, event.step)
+        self._mirror_new_records()
         for index, path in enumerate(event.paths):
             frames = load_arrays(Path(path))["frame"]
             self._add_video(f"eval/video_{index}", frames, event.step)
@@ -116,12 +106,6 @@ class TensorBoardHook(Hook):
 
     def on_train_end(self, event: TrainEnd) -> None:
         self.writer.close()
-
-    def _accumulate(self, metrics: dict[str, float]) -> None:
-        for key, value in metrics.items():
-            if value is not None and np.isfinite(value):
-                self.sums[key] += float(value)
-                self.counts[key] += 1
 
     def _stride(self, arrays: dict[str, np.ndarray]) -> int:
         return max(1, arrays["frame"].shape[1] // self.thumbnail)

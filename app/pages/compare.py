@@ -42,9 +42,7 @@ def show_runs(runs: list) -> None:
     if not runs:
         st.info("No runs in this comparison yet.")
         return
-    key = st.radio(
-        "Curve", list(CURVES), format_func=CURVES.get, horizontal=True, key="compare_key"
-    )
+    key = st.radio("Curve", CURVES, format_func=figures.label, horizontal=True, key="compare_key")
     for run in runs:
         st.markdown(common.status_line(run))
     try:

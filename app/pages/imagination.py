@@ -18,19 +18,10 @@ def describe_start(snapshot: dict, rollout: int) -> str:
 
 
 def show_imagination(run) -> None:
-    snapshots = run.snapshots()
-    if not snapshots:
-        st.info(
-            f"{run.name} has no snapshots yet, so no imagined rollouts: set "
-            "`train.snapshot_every` above 0 and wait for training to start."
-        )
+    chosen = common.chosen_snapshot(run, "imagination_snapshot")
+    if chosen is None:
         return
-    artifact = common.pick_snapshot(snapshots, "imagination_snapshot")
-    try:
-        snapshot = common.load_snapshot(artifact)
-    except common.READ_ERRORS as error:
-        common.unreadable(f"snapshot {artifact.path.name}", error)
-        return
+    _, snapshot = chosen
     rollouts = range(len(snapshot["imag_start"]))
     if st.session_state.get("rollout") not in rollouts:
         st.session_state.rollout = 0

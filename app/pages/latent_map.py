@@ -29,14 +29,14 @@ def show_latent(snapshot: dict, index: int | None) -> None:
         return
     st.image(figures.enlarge(snapshot["frame"][index]), caption=f"latent {index}: the real frame")
     facts = {
-        "label": "unsafe" if snapshot["unsafe"][index] else "safe",
-        "cost": f"{snapshot['cost'][index]:.2f}",
-        "predicted cost": f"{snapshot['pred_cost'][index]:.2f}",
-        "disagreement": f"{snapshot['disagreement'][index]:.3g}",
-        "time in sequence": int(snapshot["time"][index]),
+        figures.label("unsafe"): "unsafe" if snapshot["unsafe"][index] else "safe",
+        figures.label("cost"): f"{snapshot['cost'][index]:.2f}",
+        figures.label("pred_cost"): f"{snapshot['pred_cost'][index]:.2f}",
+        figures.label("disagreement"): f"{snapshot['disagreement'][index]:.3g}",
+        figures.label("time"): int(snapshot["time"][index]),
     }
     if "barrier" in snapshot:
-        facts["barrier B(z)"] = f"{snapshot['barrier'][index]:.3f}"
+        facts[figures.label("barrier")] = f"{snapshot['barrier'][index]:.3f}"
     st.markdown(
         common.markdown_table([{"": name, "value": value} for name, value in facts.items()])
     )
@@ -44,19 +44,14 @@ def show_latent(snapshot: dict, index: int | None) -> None:
 
 @st.fragment  # a click on a point reruns only this; new snapshots rerun the page (see below)
 def show_map(run) -> None:
-    snapshots = run.snapshots()
-    if not snapshots:
-        st.info(
-            f"{run.name} has no snapshots yet. They are written every `train.snapshot_every` "
-            "updates (set it above 0, e.g. `--set train.snapshot_every=50`), once training starts."
-        )
+    chosen = common.chosen_snapshot(run, "latent_snapshot")
+    if chosen is None:
         return
-    artifact = common.pick_snapshot(snapshots, "latent_snapshot")
+    artifact, snapshot = chosen
     try:
-        snapshot = common.load_snapshot(artifact)
         accuracy = common.probe_accuracy(artifact)
     except common.READ_ERRORS as error:
-        common.unreadable(f"snapshot {artifact.path.name}", error)
+        common.unreadable(f"the probe of snapshot {artifact.path.name}", error)
         return
     choices = figures.color_choices(snapshot)
     color = st.radio("Colour by", list(choices), horizontal=True, key="latent_color")

@@ -8,6 +8,16 @@ import streamlit as st
 from workbench.inspect import figures
 
 PLAY_PERIOD = 0.3  # seconds per frame while playing
+STEP_VALUES = (
+    "cost",
+    "pred_cost",
+    "barrier",
+    "hazard_distance",
+    "value",
+    "cost_value",
+    "disagreement",
+)
+"""The episode's values shown beside its frame, as numbers (those it holds)."""
 
 st.title("Rollout stepper")
 run = common.pick_run("rollout_run")
@@ -54,18 +64,9 @@ def show_step(episode: dict, t: int) -> None:
         [figures.enlarge(episode["frame"][t]), figures.enlarge(episode["recon"][t])],
         caption=["real frame", "world model's reconstruction"],
     )
-    names = {
-        "cost": "cost received",
-        "pred_cost": "predicted cost",
-        "barrier": "barrier B(z)",
-        "hazard_distance": "true hazard distance",
-        "value": "value",
-        "cost_value": "cost value",
-        "disagreement": "disagreement",
-    }
-    for key, name in names.items():
+    for key in STEP_VALUES:
         if key in episode and (key != "hazard_distance" or figures.has_true_distance(episode)):
-            values.metric(name, f"{float(episode[key][t]):.3g}")
+            values.metric(figures.label(key), f"{float(episode[key][t]):.3g}")
     values.write("action: " + ", ".join(f"{a:+.2f}" for a in episode["action"][t]))
 
 

@@ -7,7 +7,7 @@ import time
 import common
 import streamlit as st
 
-from workbench.config import ALGOS, PRESETS, ConfigError, EnvConfig
+from workbench.config import ALGOS, PRESETS, ConfigError, EnvConfig, TrainRequest
 from workbench.dashboard import start_training, stop_training, training_command, training_log
 from workbench.runs import RunError, find_runs
 
@@ -39,10 +39,11 @@ def start_form() -> None:
         if st.form_submit_button("Start training", type="primary"):
             assignments = [line.strip() for line in sets.splitlines() if line.strip()]
             try:
-                command = training_command(
-                    root, name.strip(), algo=algo, preset=preset, seed=int(seed),
-                    steps=int(steps) or None, task=task.strip() or None, device=device, sets=assignments,
+                request = TrainRequest(
+                    preset, algo, int(seed), task.strip() or None, int(steps) or None, device,
+                    assignments,
                 )  # fmt: skip
+                command = training_command(root, name.strip(), request)
                 process = start_training(root, name.strip(), command)
                 # Reap it when it ends, or its pid would look alive (a zombie) to readers.
                 threading.Thread(target=process.wait, daemon=True).start()

@@ -4,6 +4,8 @@ Pure functions: arrays and metric records in, a `go.Figure` out; nothing here re
 knows about Streamlit. One figure per concept:
 
     curves(records_by_run, key)        a metric against env steps, several runs overlaid
+    learning_curves(lines, key)         the same from arrays, with a band (mean +- std over seeds)
+    bars(panels, title=...)             a bar per run or algorithm with its error, panels side by side
     latent_map(coords, values, name)    the UMAP of a snapshot's latents, coloured by one quantity
     imagination_figure(snapshot, i)     barrier, predicted cost, disagreement along imagined rollouts
     frame_strip(frames, labels)         frames side by side (decoded imagination, frame vs recon)
@@ -17,29 +19,38 @@ the cost limit, B against 0, probabilities on [0, 1]), and no axis spans less th
 colour on every page and widget.
 
 Helpers that choose what to draw: `metric_keys`, `metric_groups`, `learner_sections`,
-`is_number`, `color_choices`, `enlarge`.
+`is_number`, `color_choices`, `enlarge`. One name per quantity (`LABELS`, read through `label`):
+a quantity is called the same on every page, widget and plot.
 """
 
 from __future__ import annotations
 
+import asyncio
+import atexit
+import base64
+import functools
+import html
 import json
 import re
-from collections.abc import Iterable, Mapping, Sequence
+import threading
+import warnings
+from collections.abc import Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import plotly.graph_objects as go
 import plotly.io as pio
-from plotly.colors import qualitative
+from plotly.colors import hex_to_rgb, qualitative
 from plotly.subplots import make_subplots
+
+from workbench.runs import measurements
 
 SAFE, UNSAFE = "#1f77b4", "#d62728"
 BAND = "rgba(120, 120, 120, 0.25)"
 REFERENCE = "#444444"
 RUN_COLORS = qualitative.Plotly
 """Colours of runs overlaid on one plot (a run's identity, not a quantity)."""
-NOT_METRICS = {"kind", "step", "time", "update", "episode"}  # counters, not measurements
 
 PALETTE = {
     "return": "#2ca02c",
@@ -69,6 +80,51 @@ def color_of(quantity: str) -> str:
         if name == key or name.endswith(f"_{key}") or name.startswith(f"{key}_"):
             return PALETTE[key]
     return PALETTE.get(group, "#555555")
+
+
+LABELS = {
+    # an episode's totals (metric records of training and evaluation episodes)
+    "return": "episode return",
+    "length": "episode length",
+    "cumulative_cost": "cumulative cost",
+    "final_return": "final return",
+    "final_cost": "final cost",
+    # per step or per latent (evaluation episodes, snapshots); imagined ones as imag_<key>
+    "cost": "cost",
+    "reward": "reward",
+    "pred_cost": "predicted cost",
+    "imag_cost": "predicted cost",
+    "pred_reward": "predicted reward",
+    "imag_reward": "predicted reward",
+    "barrier": "barrier B(z)",
+    "value": "value",
+    "cost_value": "cost value",
+    "disagreement": "disagreement",
+    "hazard_distance": "true hazard distance",
+    "unsafe": "safety label",
+    "time": "time in sequence",
+    "action": "action",
+    # training and evaluation metrics
+    "wm/disagreement": "disagreement on real transitions",
+    "agent/disagreement": "disagreement along imagined rollouts",
+    "health/reward_r2": "reward R²",
+    "health/reward_corr": "reward correlation",
+    "health/cost_auroc": "cost AUROC",
+    "health/object_error": "object error",
+    "lagrange/multiplier": "Lagrange multiplier",
+    "planner/feasible_fraction": "feasible plans",
+    "cerl/feasible": "CERL feasible",
+    "lspc/feasible_fraction": "LSPC feasible fraction",
+    "barrier/unsafe_accuracy": "barrier on unsafe states",
+    "barrier/safe_accuracy": "barrier on safe states",
+}
+"""What a key means to a reader: the one name of a metric (in metrics.jsonl) or of a per-step
+or per-latent value (in evaluation episodes and snapshots) on every page, widget and plot."""
+
+
+def label(key: str) -> str:
+    """A key's name for a reader (`LABELS`; an unlisted `imag_<key>` as <key>; else the key)."""
+    return LABELS.get(key) or LABELS.get(key.removeprefix("imag_"), key)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -178,10 +234,10 @@ def draw_references(
         value = cost_limit if reference == LIMIT else reference
         if value is None:
             continue
-        label = {"annotation_text": f"cost limit {value:g}"} if reference == LIMIT else {}
+        text = {"annotation_text": f"cost limit {value:g}"} if reference == LIMIT else {}
         color = UNSAFE if reference == LIMIT else REFERENCE
         figure.add_hline(
-            y=value, line={"dash": "dash", "color": color, "width": 1}, **label, **where
+            y=value, line={"dash": "dash", "color": color, "width": 1}, **text, **where
         )
 
 
@@ -202,20 +258,100 @@ def truthful(
 # Figures readable anywhere.
 
 
-def figure_bundle(figure: go.Figure) -> dict[str, Any]:
-    """A figure's display data: plotly's own mime type (interactive in JupyterLab), HTML (a
-    notebook exported or read without a kernel) and text."""
-    return {
+STATIC_WIDTH = 700
+"""Width in pixels of a figure's static image when its layout sets none."""
+SAVED_COPY = "The last state of these views, as images (for reading without a kernel)"
+_exporting = threading.Lock()  # one image at a time through kaleido's single browser
+_no_images: list[str] = []  # why images cannot be made, once found out
+
+
+def figure_bundle(figure: go.Figure, *, image: bool = True) -> dict[str, Any]:
+    """A figure's display data: plotly's own mime type (interactive in JupyterLab), a PNG image
+    (`image`: what a notebook read without a kernel shows; none where kaleido or a Chromium is
+    missing) and text."""
+    bundle = {
         "application/vnd.plotly.v1+json": json.loads(pio.to_json(figure, validate=False)),
-        "text/html": figure_html(figure),
         "text/plain": f"<figure: {figure.layout.title.text or 'plot'}>",
     }
+    png = figure_png(figure) if image else None
+    if png is not None:
+        bundle["image/png"] = base64.b64encode(png).decode()
+    return bundle
 
 
 def figure_html(figure: go.Figure) -> str:
-    """A figure as an HTML fragment that needs nothing but plotly.js from its CDN (loaded once by
-    the browser, however many figures use it)."""
-    return pio.to_html(figure, include_plotlyjs="cdn", full_html=False, validate=False)
+    """A figure as an HTML fragment that needs no kernel and no network: its PNG image (where
+    kaleido or a Chromium is missing: plotly's HTML, which loads plotly.js from its CDN)."""
+    png = figure_png(figure)
+    if png is None:
+        return pio.to_html(figure, include_plotlyjs="cdn", full_html=False, validate=False)
+    title = html.escape(figure.layout.title.text or "plot", quote=True)
+    return f'<img src="data:image/png;base64,{base64.b64encode(png).decode()}" alt="{title}"/>'
+
+
+def saved_copy(fragment: str) -> dict[str, str]:
+    """Display data for the last state of live views (`fragment`, their HTML), under a line that
+    folds it: open, so that a notebook read without a kernel shows every figure; beside the live
+    views a click folds it away."""
+    return {
+        "text/html": f"<details open><summary>{SAVED_COPY}</summary>\n{fragment}\n</details>",
+        "text/plain": SAVED_COPY,
+    }
+
+
+def figure_png(figure: go.Figure) -> bytes | None:
+    """A figure as a PNG image, `STATIC_WIDTH` wide unless its layout says otherwise (plotly's
+    exporter, kaleido, drawing it in a headless Chromium); None where either is missing."""
+    return _png(pio.to_json(figure, validate=False))
+
+
+@functools.lru_cache(maxsize=32)  # a board's copy draws again every figure, mostly unchanged
+def _png(figure_json: str) -> bytes | None:
+    if _no_images:
+        return None
+    figure = json.loads(figure_json)
+    layout = figure.get("layout", {})
+    width, height = layout.get("width") or STATIC_WIDTH, layout.get("height") or 450
+    try:
+        with _exporting:
+            return _exporter().png(figure, width, height)
+    except Exception as error:  # no kaleido, no Chromium: the figures stay interactive only
+        _no_images.append(f"{type(error).__name__}: {error}")
+        warnings.warn(
+            f"figures get no static images ({_no_images[0]}); install kaleido and Chromium",
+            stacklevel=3,
+        )
+        return None
+
+
+class _Exporter:
+    """kaleido's headless Chromium, opened once and driven from an event loop in a thread of its
+    own, every call with a timeout (kaleido's own sync server waits forever once it fails)."""
+
+    def __init__(self, timeout: float = 60.0):
+        import kaleido
+
+        async def opened() -> kaleido.Kaleido:
+            return await kaleido.Kaleido()
+
+        self.timeout = timeout
+        self.loop = asyncio.new_event_loop()
+        threading.Thread(target=self.loop.run_forever, daemon=True, name="kaleido").start()
+        self.browser = self.run(opened())
+        atexit.register(lambda: self.run(self.browser.close()))
+
+    def png(self, figure: dict[str, Any], width: int, height: int) -> bytes:
+        """A figure (plotly's JSON) drawn as a PNG image of that size."""
+        opts = {"format": "png", "width": width, "height": height}
+        return self.run(self.browser.calc_fig(figure, opts=opts))
+
+    def run(self, coroutine: Coroutine[Any, Any, Any]) -> Any:
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(self.timeout)
+
+
+@functools.cache
+def _exporter() -> _Exporter:
+    return _Exporter()
 
 
 def _layout(figure: go.Figure, title: str, height: int) -> go.Figure:
@@ -235,13 +371,7 @@ def _layout(figure: go.Figure, title: str, height: int) -> go.Figure:
 
 def metric_keys(records: Iterable[dict[str, Any]]) -> list[str]:
     """The numeric metrics present in some record (not its kind, step, time or counters), sorted."""
-    keys = {
-        key
-        for record in records
-        for key, value in record.items()
-        if key not in NOT_METRICS and _is_number(value)
-    }
-    return sorted(keys)
+    return sorted({key for record in records for key in measurements(record)})
 
 
 def metric_groups(keys: Iterable[str]) -> dict[str, list[str]]:
@@ -262,26 +392,88 @@ def curves(
     cost_limit: float | None = None,
     title: str | None = None,
 ) -> go.Figure:
-    """One metric against env steps, a line per run (the runs' order fixes their colours; one
-    run has its quantity's colour). `smooth` > 1 averages each point with the `smooth - 1` before
-    it. The y axis is truthful (`curve_axis`): episode cost is drawn against 0 and `cost_limit`."""
-    figure = go.Figure()
-    shown = []
-    for index, (name, records) in enumerate(records_by_run.items()):
+    """One metric of the runs' records against env steps, a line per run (`learning_curves`).
+    `smooth` > 1 averages each point with the `smooth - 1` before it."""
+    lines = {}
+    for name, records in records_by_run.items():
         steps, values = _series(records, key)
-        values = _trailing_mean(values, smooth)
-        shown.extend(values)
-        color = color_of(key) if len(records_by_run) == 1 else RUN_COLORS[index % len(RUN_COLORS)]
+        lines[name] = (steps, _trailing_mean(values, smooth), None)
+    return learning_curves(lines, key, height=height, cost_limit=cost_limit, title=title)
+
+
+Line = tuple[np.ndarray, np.ndarray, np.ndarray | None]
+"""A learning curve: (env steps, values, spread or None), the spread a band's half-width."""
+
+
+def learning_curves(
+    lines: Mapping[str, Line],
+    key: str,
+    *,
+    height: int = 300,
+    cost_limit: float | None = None,
+    title: str | None = None,
+) -> go.Figure:
+    """One metric against env steps, a line per run (or per algorithm: its mean over seeds), over
+    a band of +- its spread where given. The lines' order fixes their colours (one line has its
+    quantity's colour). The y axis is truthful (`curve_axis`): episode cost is drawn against 0
+    and `cost_limit`."""
+    figure = go.Figure()
+    shown: list[float] = []
+    for index, (name, (steps, values, spread)) in enumerate(lines.items()):
+        color = color_of(key) if len(lines) == 1 else RUN_COLORS[index % len(RUN_COLORS)]
+        if spread is not None:
+            translucent = "rgba({}, {}, {}, 0.2)".format(*hex_to_rgb(color))
+            band(figure, steps, values - spread, values + spread, translucent, legendgroup=name,
+                 showlegend=False)  # fmt: skip
+            shown.extend(np.concatenate([values - spread, values + spread]))
         figure.add_scatter(
             x=steps,
             y=values,
             name=name,
+            legendgroup=name,
             mode="lines+markers" if len(steps) < 30 else "lines",
             line={"color": color},
         )
-    figure.update_layout(xaxis_title="env steps", showlegend=len(records_by_run) > 1)
+        shown.extend(values)
+    figure.update_layout(xaxis_title="env steps", showlegend=len(lines) > 1)
     truthful(figure, curve_axis(key), shown, cost_limit)
-    return _layout(figure, title or key, height)
+    return _layout(figure, title or label(key), height)
+
+
+def band(
+    figure: go.Figure, x: np.ndarray, low: np.ndarray, high: np.ndarray, color: str, **trace: Any
+) -> None:
+    """A filled band from `low` to `high` along `x`, without a line or hover (`trace`: the rest
+    of the trace's settings, a subplot's `row` and `col` among them)."""
+    figure.add_scatter(
+        x=np.concatenate([x, x[::-1]]),
+        y=np.concatenate([high, low[::-1]]),
+        mode="lines",
+        fill="toself",
+        fillcolor=color,
+        line={"width": 0},
+        hoverinfo="skip",
+        **trace,
+    )
+
+
+def bars(
+    panels: Mapping[str, Mapping[str, tuple[float, float]]], *, title: str, height: int = 450
+) -> go.Figure:
+    """Panels side by side, {panel title: {name: (value, error)}}: a bar per name with its error
+    bar, names coloured by their order (as the lines of `learning_curves`)."""
+    figure = make_subplots(rows=1, cols=max(len(panels), 1), subplot_titles=list(panels))
+    for column, values in enumerate(panels.values(), start=1):
+        figure.add_bar(
+            x=list(values),
+            y=[value for value, _ in values.values()],
+            error_y={"array": [error for _, error in values.values()]},
+            marker_color=[RUN_COLORS[i % len(RUN_COLORS)] for i in range(len(values))],
+            showlegend=False,
+            row=1,
+            col=column,
+        )
+    return _layout(figure, title, height)
 
 
 def is_number(records_by_run: Mapping[str, Sequence[dict[str, Any]]], key: str) -> bool:
@@ -321,28 +513,27 @@ OPERATING_POINT = (
 """Training metrics that tell where each algorithm operates (whichever the run logs)."""
 
 
-METRIC_TITLES = {
-    "return": ("return", "per training episode"),
-    "cost": ("episode cost", "red dashes: the cost limit"),
-    "cumulative_cost": ("cumulative cost", "every unsafe step so far"),
-    "health/reward_r2": ("reward R²", "1: perfect; 0: no better than the mean"),
-    "health/reward_corr": ("reward correlation", "predicted against received"),
-    "health/cost_auroc": ("cost AUROC", "0.5: chance; 1: tells every unsafe step"),
-    "health/object_error": ("object error", "hazards and goal, reconstructed"),
-    "lagrange/multiplier": ("Lagrange multiplier", "the price of cost"),
-    "planner/feasible_fraction": ("feasible plans", "fraction within the cost limit"),
-    "cerl/feasible": ("CERL feasible", "worst member's cost under budget"),
-    "lspc/feasible_fraction": ("LSPC feasible fraction", ""),
-    "barrier/unsafe_accuracy": ("barrier on unsafe states", "fraction with B < 0"),
-    "barrier/safe_accuracy": ("barrier on safe states", "fraction with B > 0"),
+NOTES = {
+    "return": "per training episode",
+    "cost": "per episode; red dashes: the cost limit",
+    "cumulative_cost": "every unsafe step so far",
+    "health/reward_r2": "1: perfect; 0: no better than the mean",
+    "health/reward_corr": "predicted against received",
+    "health/cost_auroc": "0.5: chance; 1: tells every unsafe step",
+    "health/object_error": "hazards and goal, reconstructed",
+    "lagrange/multiplier": "the price of cost",
+    "planner/feasible_fraction": "fraction within the cost limit",
+    "cerl/feasible": "worst member's cost under budget",
+    "barrier/unsafe_accuracy": "fraction with B < 0",
+    "barrier/safe_accuracy": "fraction with B > 0",
 }
-"""What a metric means: (title, a note under it), the key where none is written."""
+"""What a metric's value tells, written in small type under its title on a plot."""
 
 
 def metric_title(key: str, *, note: bool = False) -> str:
-    """A metric's title, with its note in small type under it when `note` (for a plot)."""
-    title, under = METRIC_TITLES.get(key, (key, ""))
-    return f"{title}<br><sup>{under}</sup>" if note and under else title
+    """A metric's title (`label`), with its note in small type under it when `note` (a plot)."""
+    under = NOTES.get(key, "")
+    return f"{label(key)}<br><sup>{under}</sup>" if note and under else label(key)
 
 
 def learner_sections(keys_by_kind: Mapping[str, Iterable[str]]) -> dict[str, list[tuple[str, str]]]:
@@ -394,19 +585,12 @@ def _trailing_mean(values: np.ndarray, window: int) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------
 # The latent map.
 
-# What a snapshot's latents can be coloured by: label -> snapshot key (used if present).
-COLORINGS = {
-    "safety label": "unsafe",
-    "barrier value": "barrier",
-    "disagreement": "disagreement",
-    "cost": "cost",
-    "predicted cost": "pred_cost",
-    "time": "time",
-    "value": "value",
-    "cost value": "cost_value",
-    "true hazard distance": "hazard_distance",
-}
-DIVERGING = {"barrier value", "true hazard distance"}
+COLORINGS = (
+    "unsafe", "barrier", "disagreement", "cost", "pred_cost", "time", "value", "cost_value",
+    "hazard_distance",
+)  # fmt: skip
+"""What a snapshot's latents can be coloured by, in this order (the keys it holds)."""
+DIVERGING = {label("barrier"), label("hazard_distance")}
 """Colourings on a red-blue scale centred on 0 (B = 0, the hazard's edge)."""
 
 
@@ -414,8 +598,8 @@ def color_choices(snapshot: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     """The colourings this snapshot supports, label -> values [M] (a true distance only where
     the simulator recorded one)."""
     return {
-        label: snapshot[key]
-        for label, key in COLORINGS.items()
+        label(key): snapshot[key]
+        for key in COLORINGS
         if key in snapshot and (key != "hazard_distance" or has_true_distance(snapshot))
     }
 
@@ -441,8 +625,8 @@ def latent_map(
     index = np.arange(len(coords))
     figure = go.Figure()
     if values.dtype == bool:
-        for label, mask, color in (("safe", ~values, SAFE), ("unsafe", values, UNSAFE)):
-            figure.add_trace(_points(coords[mask], index[mask], label, {"color": color}))
+        for side, mask, color in (("safe", ~values, SAFE), ("unsafe", values, UNSAFE)):
+            figure.add_trace(_points(coords[mask], index[mask], side, {"color": color}))
     else:
         scale = {"colorscale": "RdBu", "cmid": 0.0} if name in DIVERGING else {}
         marker = {"color": values, "colorscale": "Viridis", "showscale": True, **scale}
@@ -485,13 +669,8 @@ def _points(
 # ---------------------------------------------------------------------------------------------
 # Imagination.
 
-# Rows of the imagination figure: snapshot key -> title (rows whose key is missing are left out).
-IMAGINATION_ROWS = {
-    "imag_barrier": "barrier B(z)",
-    "imag_cost": "predicted cost",
-    "imag_disagreement": "disagreement",
-    "imag_reward": "predicted reward",
-}
+IMAGINATION_ROWS = ("imag_barrier", "imag_cost", "imag_disagreement", "imag_reward")
+"""Rows of the imagination figure, by snapshot key (rows whose key is missing are left out)."""
 
 
 def imagination_figure(snapshot: Mapping[str, np.ndarray], rollout: int) -> go.Figure:
@@ -500,28 +679,16 @@ def imagination_figure(snapshot: Mapping[str, np.ndarray], rollout: int) -> go.F
     boundary between states the barrier calls safe and unsafe), predicted cost against 0 on at
     least [0, 1]. Disagreement belongs to the transition t -> t+1 and is drawn between the two
     steps."""
-    rows = {key: title for key, title in IMAGINATION_ROWS.items() if key in snapshot}
+    rows = [key for key in IMAGINATION_ROWS if key in snapshot]
     figure = make_subplots(
-        rows=len(rows), cols=1, shared_xaxes=True, subplot_titles=list(rows.values())
+        rows=len(rows), cols=1, shared_xaxes=True, subplot_titles=[label(key) for key in rows]
     )
     for row, key in enumerate(rows, start=1):
         values = np.asarray(snapshot[key], dtype=float)  # [T, N]
         steps = np.arange(len(values)) + (0.5 if key == "imag_disagreement" else 0.0)
         low, high = np.percentile(values, [10, 90], axis=1)
-        figure.add_scatter(
-            x=np.concatenate([steps, steps[::-1]]),
-            y=np.concatenate([high, low[::-1]]),
-            mode="lines",
-            fill="toself",
-            fillcolor=BAND,
-            line={"width": 0},
-            hoverinfo="skip",
-            name="10-90% of rollouts",
-            showlegend=row == 1,
-            legendgroup="band",
-            row=row,
-            col=1,
-        )
+        band(figure, steps, low, high, BAND, name="10-90% of rollouts", showlegend=row == 1,
+             legendgroup="band", row=row, col=1)  # fmt: skip
         figure.add_scatter(
             x=steps,
             y=values[:, rollout],
@@ -654,7 +821,7 @@ def episode_figure(episode: Mapping[str, np.ndarray], t: int) -> go.Figure:
                 y=values,
                 name=name,
                 mode="lines",
-                line={"color": color, "shape": "hv" if name == "cost" else "linear"},
+                line={"color": color, "shape": "hv" if name == label("cost") else "linear"},
                 legendgroup=title,
                 row=row,
                 col=1,
@@ -667,40 +834,38 @@ def episode_figure(episode: Mapping[str, np.ndarray], t: int) -> go.Figure:
 
 
 EPISODE_ROWS = (
-    ("cost", "cost", (("cost", "cost"), ("predicted cost", "pred_cost"))),
-    ("barrier B(z)", "barrier", (("barrier", "barrier"),)),
-    ("true distance to a hazard", "hazard_distance", (("hazard distance", "hazard_distance"),)),
-    ("values", "value", (("value", "value"), ("cost value", "cost_value"))),
-    ("disagreement", "disagreement", (("disagreement", "disagreement"),)),
-)
-"""Rows of `episode_figure`: (title, axis key, ((line name, episode key), ...))."""
+    ("cost", "pred_cost"), ("barrier",), ("hazard_distance",), ("value", "cost_value"),
+    ("disagreement",),
+)  # fmt: skip
+"""Rows of `episode_figure`, by the episode keys drawn in each (the first names the row and its
+axis)."""
 
 
 def _episode_rows(episode: Mapping[str, np.ndarray]) -> list[tuple[str, str, list[tuple]]]:
     """(title, axis key, [(name, values, color)]) per row, for the keys this episode has."""
     rows = []
-    for title, axis_key, wanted in EPISODE_ROWS:
+    for keys in EPISODE_ROWS:
         lines = [
-            (name, np.asarray(episode[key], dtype=float), color_of(key))
-            for name, key in wanted
+            (label(key), np.asarray(episode[key], dtype=float), color_of(key))
+            for key in keys
             if key in episode and (key != "hazard_distance" or has_true_distance(episode))
         ]
         if lines:
-            rows.append((title, axis_key, lines))
+            rows.append((label(keys[0]), keys[0], lines))
     if "action" in episode:
         actions = np.asarray(episode["action"]).reshape(len(episode["action"]), -1)
         lines = [
             (f"action {i}", actions[:, i], ACTION_COLORS[i % len(ACTION_COLORS)])
             for i in range(actions.shape[1])
         ]
-        rows.append(("action", "action", lines))
+        rows.append((label("action"), "action", lines))
     return rows
 
 
 # ---------------------------------------------------------------------------------------------
 # The learned against the true.
 
-TRUE_DISTANCE_KEYS = {"barrier": "barrier B(z)", "pred_cost": "predicted cost"}
+TRUE_DISTANCE_KEYS = ("barrier", "pred_cost")
 """What the true-distance view sets against the simulator's hazard distance, where present."""
 
 
@@ -745,11 +910,11 @@ def true_distance_figure(
     for col, key in enumerate(keys, start=1):
         distance, values = true_distance_pairs(episodes, key)
         unsafe = distance < 0
-        for label, mask, color in (("outside", ~unsafe, SAFE), ("inside a hazard", unsafe, UNSAFE)):
+        for side, mask, color in (("outside", ~unsafe, SAFE), ("inside a hazard", unsafe, UNSAFE)):
             figure.add_scattergl(
-                x=distance[mask], y=values[mask], mode="markers", name=label,
+                x=distance[mask], y=values[mask], mode="markers", name=side,
                 marker={"color": color, "size": 5, "opacity": 0.6},
-                legendgroup=label, showlegend=col == 1, row=1, col=col,
+                legendgroup=side, showlegend=col == 1, row=1, col=col,
             )  # fmt: skip
         figure.add_vline(x=0, line={"dash": "dot", "color": REFERENCE}, row=1, col=col)
         truthful(figure, step_axis(key), values, row=1, col=col)
@@ -760,4 +925,4 @@ def true_distance_figure(
 def _correlation_title(episodes: Sequence[Mapping[str, np.ndarray]], key: str) -> str:
     correlation = true_distance_correlation(episodes, key)
     shown = "n/a" if correlation is None else f"{correlation:+.2f}"
-    return f"{TRUE_DISTANCE_KEYS[key]}: correlation {shown}"
+    return f"{label(key)}: correlation {shown}"

@@ -37,7 +37,6 @@ from typing import Any
 import numpy as np
 
 from workbench.runs import (
-    SNAPSHOTS,
     Artifact,
     Run,
     RunError,
@@ -234,9 +233,9 @@ class RunProjection:
             state = self.state()
             if state and self.map_version != state["version"]:
                 self._load_map()
-            paths = self._newest()
-            old = np.concatenate([self._place(path) for path in paths]) if state else None
-            self._fit(paths, old, state.get("version", 0) + 1)
+            newest = self._newest()
+            old = np.concatenate([self._place(a.path) for a in newest]) if state else None
+            self._fit(newest, old, state.get("version", 0) + 1)
 
     def _place(self, path: Path) -> np.ndarray:
         """A snapshot's coordinates from the cache, or placed into the map held in memory."""
@@ -250,35 +249,38 @@ class RunProjection:
         """Rebuild the map from the cache (fitted on the same snapshots, aligned to their cached
         coordinates), or fit a first one on the newest snapshots."""
         state = self.state()
-        paths = [self.run.path / SNAPSHOTS / f"{name}.npz" for name in state.get("snapshots", [])]
-        cached = [self._cached(path) if path.exists() else None for path in paths]
-        if paths and all(coords is not None for coords in cached):
-            self._fit(paths, np.concatenate(cached), state["version"])
+        known = {artifact.number: artifact for artifact in self.run.snapshots()}
+        fitted = [known.get(update) for update in state.get("snapshot_updates", [])]
+        cached = [self._cached(a.path) if a else None for a in fitted]
+        if fitted and all(coords is not None for coords in cached):
+            self._fit(fitted, np.concatenate(cached), state["version"])
         else:
             self._fit(self._newest(), None, state.get("version", 0) + 1)
 
-    def _newest(self) -> list[Path]:
+    def _newest(self) -> list[Artifact]:
         """The newest snapshots holding at most `max_points` latents together (at least one)."""
-        chosen, total = [], 0
+        chosen: list[Artifact] = []
+        total = 0
         for artifact in reversed(self.run.snapshots()):
             count = len(load_snapshot(artifact, ("unsafe",))["unsafe"])
             if chosen and total + count > self.max_points:
                 break
-            chosen.append(artifact.path)
+            chosen.append(artifact)
             total += count
         if not chosen:
             raise RunError(f"{self.run.path} has no snapshots yet (set train.snapshot_every)")
         return chosen[::-1]
 
-    def _fit(self, paths: list[Path], align_to: np.ndarray | None, version: int) -> None:
+    def _fit(self, snapshots: list[Artifact], align_to: np.ndarray | None, version: int) -> None:
         """Fit on these snapshots, cache their coordinates, and make `version` the current map."""
+        paths = [artifact.path for artifact in snapshots]
         features = [load_snapshot(path, ("features",))["features"] for path in paths]
         coords = self.map.fit(np.concatenate(features), align_to)
         self.cache.mkdir(parents=True, exist_ok=True)
         for old in self.cache.glob("v*"):
             if old.name != f"v{version}":
                 shutil.rmtree(old, ignore_errors=True)
-        state = {"version": version, "snapshots": [p.stem for p in paths]}
+        state = {"version": version, "snapshot_updates": [a.number for a in snapshots]}
         write_json(self.cache / "map.json", {**state, "settings": self.settings})
         self.map_version = version
         splits = np.cumsum([len(f) for f in features])[:-1]
