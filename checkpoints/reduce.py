@@ -2,9 +2,10 @@
 
     python checkpoints/reduce.py runs/pretrained-barrier-s0 checkpoints/pointgoal1-barrier
 
-Kept: config.json, run.json, metrics.jsonl; the newest checkpoint without its optimiser and RNG
-states (so it loads for inspection and evaluation, `workbench.checkpoint.load_agent`, but cannot
-be resumed); the newest snapshot and the newest evaluation episode, recompressed.
+Kept: run.json and metrics.jsonl; the newest checkpoint's agent in export form (`workbench
+export`: model.safetensors, config.json and a model card, README.md), without optimiser and RNG
+states, so it loads for inspection and evaluation (`workbench.checkpoint.load_agent`) but cannot
+be resumed; the newest snapshot and the newest evaluation episode, recompressed.
 """
 
 from __future__ import annotations
@@ -14,13 +15,12 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from workbench import checkpoint
-from workbench.runs import CHECKPOINTS, CONFIG_FILE, EVAL, METRICS_FILE, RUN_FILE, SNAPSHOTS, Run
+from workbench.export import export_run
+from workbench.runs import EVAL, METRICS_FILE, RUN_FILE, SNAPSHOTS, Run
 
-TRAINING_ONLY = ("optimizers", "rng")
-"""Checkpoint entries only a resumed training needs."""
+EPISODES = 5
+"""Held-out episodes the model card reports (`workbench export --episodes`)."""
 
 
 def reduce(source: Path, target: Path) -> None:
@@ -29,17 +29,11 @@ def reduce(source: Path, target: Path) -> None:
         raise SystemExit(f"{source} is {run.status}; ship only a finished run")
     if target.exists():
         raise SystemExit(f"{target} exists; remove it first")
-    for folder in (CHECKPOINTS, SNAPSHOTS, EVAL):
-        (target / folder).mkdir(parents=True)
-    for name in (CONFIG_FILE, RUN_FILE, METRICS_FILE):
+    export_run(source, target, episodes=EPISODES)
+    for name in (RUN_FILE, METRICS_FILE):
         shutil.copy2(source / name, target / name)
-    newest = run.checkpoints()[-1].path
-    state = checkpoint.load(newest)
-    torch.save(
-        {k: v for k, v in state.items() if k not in TRAINING_ONLY},
-        target / CHECKPOINTS / newest.name,
-    )
     for folder, artifact in ((SNAPSHOTS, run.snapshots()[-1]), (EVAL, run.evaluations()[-1])):
+        (target / folder).mkdir()
         np.savez_compressed(target / folder / artifact.path.name, **artifact.load())
     for path in sorted(target.rglob("*")):
         if path.is_file():

@@ -33,7 +33,7 @@ readable_anywhere()  # every figure also saved as an image: the lesson reads wit
 run = Run(pretrained_run())
 config = run.config()
 print(run.info()["algo"], "on", config["env"]["task"], "| status:", run.status)
-print("trained for", run.checkpoints()[-1].number, "env steps; cost limit", config["agent"]["cost_limit"])
+print("trained for", run.weights()[-1].number, "env steps; cost limit", config["agent"]["cost_limit"])
 run.metrics("eval")
 
 # %% [markdown]

@@ -12,8 +12,9 @@ from argparse import Namespace
 import numpy as np
 import pytest
 
-from workbench import compare, runs
+from workbench import compare, executors, runs
 from workbench.cli import main
+from workbench.compare import Job
 from workbench.config import resolve
 from workbench.runs import RunError, RunWriter, read_json, write_json
 
@@ -171,7 +172,7 @@ def test_plan_skips_finished_runs_resumes_unfinished_ones_and_starts_the_rest(tm
     jobs = compare._plan(tmp_path, request, configs)
 
     assert [job.name for job in jobs] == ["dreamer-s1", "dreamer-s2"]
-    resume, start = (job.command[job.command.index("train") :] for job in jobs)
+    resume, start = (command[command.index("train") :] for command in map(Job.command, jobs))
     assert resume == ["train", "--no-progress", "--resume", str(crashed), "--steps", str(STEPS)]
     assert start[start.index("--run-dir") + 1] == str(
         tmp_path / runs.COMPARISON_RUNS / "dreamer-s2"
@@ -189,6 +190,16 @@ def test_plan_refuses_a_run_trained_with_other_settings(tmp_path):
 def test_unknown_algo_is_a_one_line_error(tmp_path, capsys):
     assert main(["compare", "--algos", "dreamer,nope", "--out", str(tmp_path)]) == 2
     assert "unknown algo nope" in capsys.readouterr().err
+
+
+def test_ray_executor_without_ray_is_a_one_line_error(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` raises ImportError
+    for key, value in executors.SINGLE_MACHINE_RAY.items():
+        monkeypatch.setenv(key, value)
+    out = tmp_path / "cmp"
+    assert main(["compare", "--algos", "dreamer", "--executor", "ray", "--out", str(out)]) == 2
+    assert "pip install 'workbench[distributed]'" in capsys.readouterr().err
+    assert not out.exists()
 
 
 @pytest.mark.real

@@ -4,6 +4,7 @@ without unpickling anything, and the exported agent acts exactly as the original
 from __future__ import annotations
 
 import pickle
+import shutil
 
 import numpy as np
 import pytest
@@ -97,3 +98,20 @@ def test_a_damaged_or_foreign_export_is_one_clear_error(trained, tmp_path, capsy
     capsys.readouterr()
     assert main(["export", str(tmp_path / "nowhere"), "--out", str(out)]) == 2
     assert capsys.readouterr().err.startswith("error: ")
+
+
+def test_a_run_may_keep_its_agent_as_an_export(trained, tmp_path, monkeypatch):
+    """As the shipped runs do: the export's files in the run directory instead of checkpoints."""
+    from workbench.export import export_run
+    from workbench.runs import CHECKPOINTS, EXPORT_WEIGHTS, Run
+
+    step = Run(trained).checkpoints()[-1].number
+    export_run(trained, tmp_path / "export", episodes=1)
+    shutil.rmtree(trained / CHECKPOINTS)
+    for path in (tmp_path / "export").iterdir():
+        shutil.copy(path, trained / path.name)
+
+    assert [(w.path.name, w.number) for w in Run(trained).weights()] == [(EXPORT_WEIGHTS, step)]
+    with monkeypatch.context() as patch:
+        _no_unpickling(patch)
+        assert load_agent(trained).step == step

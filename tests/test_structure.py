@@ -18,8 +18,9 @@ ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "workbench"
 
 LAYERS: list[tuple[str, ...]] = [
-    # 0: no imports from the package: the run-directory contract, task ids, devices, networks
-    ("workbench", "runs", "tasks", "device", "nets", "stats"),
+    # 0: no imports from the package: the run-directory contract, task ids, devices, networks,
+    # the executors that run `workbench train` processes for `workbench compare`
+    ("workbench", "runs", "tasks", "device", "nets", "stats", "executors"),
     # 1: configs (they check task ids, without importing the environments)
     ("config",),
     # 2: environments, the pieces the agents learn with, viewer-side inspection (reads runs only)

@@ -6,8 +6,9 @@ anything else. A checkpoint that fails to load is reported, left on disk, and th
 is used instead, so a damaged file never costs the run.
 
 An export (`workbench export`, `workbench/export.py`) is the shareable form of one checkpoint:
-a folder with the weights as safetensors (`model.safetensors`, read without any unpickling)
-and the config as JSON; `load_agent` reads a run directory, a checkpoint file or an export.
+a folder with the weights as safetensors (`runs.EXPORT_WEIGHTS`, read without any unpickling)
+and the config as JSON; `load_agent` reads a run directory, a checkpoint file or an export, and
+a run directory may keep its agent as an export instead of checkpoints (the shipped ones do).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from workbench.config import Config
 from workbench.device import resolve_device
 from workbench.runs import (
     CONFIG_FILE,
+    EXPORT_WEIGHTS,
     DivergenceError,
     Run,
     RunError,
@@ -41,7 +43,6 @@ FORMAT = "workbench-checkpoint"
 VERSION = 1
 EXPORT_FORMAT = "workbench-export"
 EXPORT_VERSION = 1
-EXPORT_WEIGHTS = "model.safetensors"
 PARTS = ("world_model", "agent")
 """The state dicts an export holds, each under its name as a key prefix ("agent.actor...")."""
 
@@ -149,8 +150,9 @@ def load(path: Path, device: str | torch.device = "cpu") -> dict[str, Any]:
 
 
 def load_latest(run_dir: Path, device: str | torch.device = "cpu") -> dict[str, Any]:
-    """The newest checkpoint of a run that loads; damaged ones are skipped with a warning."""
-    found = Run(run_dir).checkpoints()
+    """The newest checkpoint (or export, `Run.weights`) of a run that loads; damaged ones are
+    skipped with a warning."""
+    found = Run(run_dir).weights()
     if not found:
         raise CheckpointError(
             f"{run_dir} has no checkpoint yet (checkpoints are saved every "
@@ -159,7 +161,7 @@ def load_latest(run_dir: Path, device: str | torch.device = "cpu") -> dict[str, 
     damaged = []
     for artifact in reversed(found):
         try:
-            payload = load(artifact.path, device)
+            payload = _load_weights(artifact.path, device)
         except CheckpointError as error:
             damaged.append(artifact.path.name)
             reason = error
@@ -173,9 +175,9 @@ def load_latest(run_dir: Path, device: str | torch.device = "cpu") -> dict[str, 
     )
 
 
-def is_export(path: str | Path) -> bool:
-    """Whether `path` is an export folder (`workbench export`) rather than a run directory."""
-    return (Path(path) / EXPORT_WEIGHTS).is_file()
+def _load_weights(path: Path, device: str | torch.device) -> dict[str, Any]:
+    """A checkpoint file, or an export's weights file read with its folder."""
+    return load_export(path.parent, device) if path.name == EXPORT_WEIGHTS else load(path, device)
 
 
 def load_export(folder: str | Path, device: str | torch.device = "cpu") -> dict[str, Any]:
@@ -233,8 +235,6 @@ def load_agent(
 
     if checkpoint:
         payload = load(Path(checkpoint), device)
-    elif is_export(run_dir):
-        payload = load_export(run_dir, device)
     else:
         payload = load_latest(Path(run_dir), device)
     config = Config.from_dict(payload["config"])

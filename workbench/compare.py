@@ -7,11 +7,16 @@ summarised side by side.
 
 Steps, in order:
 1. Plan: one run per (algo, seed) in OUT/runs/<algo>-s<seed>. A run that finished at the
-   requested steps is skipped; a crashed, stopped or shorter one is continued with `--resume`.
+   requested steps is skipped; a crashed, stopped or shorter one is continued with `--resume`
+   (decided as its process starts, so a rerun resumes too; one killed before its first checkpoint
+   starts over).
    So the same command, run again, picks up an interrupted comparison (or adds algos and seeds).
-2. Train: each run is its own `workbench train` process, at most --parallel at a time, writing
-   its output to OUT/logs/<algo>-s<seed>.log; a bar over the runs and a line per ended run show
-   progress. Ctrl-C stops the runs cleanly (each saves a checkpoint) and still summarises.
+2. Train: each run is its own `workbench train` process, writing its output to
+   OUT/logs/<algo>-s<seed>.log; a bar over the runs and a line per ended run show progress. The
+   executor (`workbench.executors`) runs them: on this machine, at most --parallel at a time, or
+   with `--executor ray` as Ray tasks on a cluster (`--address`) or an embedded local Ray, with
+   --cpus-per-run and --gpus-per-run each, a task lost with its node rerun from its checkpoint.
+   Ctrl-C or SIGTERM stops the runs cleanly (each saves a checkpoint) and still summarises.
 3. Summarise (`summarise(OUT)`): read every finished run through `workbench.runs.Run`, counting
    only episodes that ended within the requested steps, and write comparison.json, table.csv,
    table.md and the plots: return.html, cost.html, cumulative_cost.html (curves against env
@@ -35,20 +40,19 @@ how many seeds it has.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
-import os
-import shlex
-import subprocess
+import shutil
+import signal
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from workbench import stats
+from workbench import executors, stats
 from workbench.config import Config, TrainRequest, add_run_flags, flatten
 from workbench.runs import (
     COMPARISON_FILE,
@@ -84,7 +88,20 @@ def add_command(commands) -> None:
     )
     add_run_flags(p, several=True)
     p.add_argument("--out", type=Path, help="the comparison directory (runs, logs, tables, plots)")
-    p.add_argument("--parallel", type=int, default=1, help="runs at a time (default 1)")
+    p.add_argument("--parallel", type=int, default=1, help="runs at a time (default 1; pool)")
+    p.add_argument(
+        "--executor",
+        choices=("pool", "ray"),
+        default="pool",
+        help="pool: processes on this machine; ray: Ray tasks (pip install 'workbench[distributed]')",
+    )
+    p.add_argument(
+        "--address", help="ray: the cluster (auto or HOST:PORT; default: an embedded local Ray)"
+    )
+    p.add_argument("--cpus-per-run", type=float, default=1.0, help="ray: CPUs per run (default 1)")
+    p.add_argument(
+        "--gpus-per-run", type=float, default=0.0, help="ray: GPUs per run, e.g. 0.5 (default 0)"
+    )
     p.add_argument("--summarise", type=Path, metavar="DIR", help="only redo DIR's tables and plots")
     p.set_defaults(run=_compare)
 
@@ -97,21 +114,34 @@ def _compare(args) -> int:
         raise ValueError(
             "give --algos and --out (or --summarise DIR to redo a comparison's tables)"
         )
-    if args.parallel < 1:
-        raise ValueError(f"--parallel must be at least 1, got {args.parallel}")
+    executor = _executor(args)
     check_target(args.out, "--out", own=COMPARISON_FILE)  # new, empty, or this comparison
     request, configs = Request.resolve(args)
     make_folder(args.out, "--out")
     write_json(args.out / COMPARISON_FILE, {"schema": SCHEMA, **dataclasses.asdict(request)})
     interrupted = False
     try:
-        _run_jobs(_plan(args.out, request, configs), args.parallel, request.steps)
+        _run_jobs(_plan(args.out, request, configs), executor, request.steps)
     except KeyboardInterrupt:
         print("interrupted; run the same command again to continue", file=sys.stderr)
         interrupted = True
     summary = summarise(args.out)
     _report(args.out, summary)
     return 130 if interrupted else 1 if summary["missing"] else 0
+
+
+def _executor(args) -> executors.Executor:
+    """The executor the flags ask for (Ray is imported here: missing, it fails before anything
+    is written)."""
+    if args.parallel < 1:
+        raise ValueError(f"--parallel must be at least 1, got {args.parallel}")
+    if args.executor == "pool":
+        if args.address:
+            raise ValueError("--address is for --executor ray")
+        return executors.pool(args.parallel)
+    if args.cpus_per_run <= 0 or args.gpus_per_run < 0:
+        raise ValueError("--cpus-per-run must be above 0 and --gpus-per-run at least 0")
+    return executors.ray_cluster(args.address, args.cpus_per_run, args.gpus_per_run)
 
 
 # --- 1. plan ---------------------------------------------------------------------------------
@@ -168,10 +198,32 @@ class Request:
 
 @dataclass
 class Job:
+    """A run still to train; an executor runs its `workbench train` process."""
+
     name: str
     run_dir: Path
-    command: list[str]
+    flags: list[str]
+    """The `workbench train` flags that start the run."""
+    steps: int
     log: Path
+
+    def command(self) -> list[str]:
+        """The `workbench train` command, decided as the process starts (so a rerun resumes):
+        --resume from the run's newest checkpoint, or a new run. What a run killed before its
+        first checkpoint left is removed first (nothing in it can be resumed)."""
+        command = [sys.executable, "-m", "workbench.cli", "train", "--no-progress"]
+        if self.run_dir.is_dir() and (self.writer_alive() or Run(self.run_dir).checkpoints()):
+            return command + ["--resume", str(self.run_dir), "--steps", str(self.steps)]
+        shutil.rmtree(self.run_dir, ignore_errors=True)
+        return command + ["--run-dir", str(self.run_dir), *self.flags]
+
+    def writer_alive(self) -> bool:
+        """Whether a process (here or on another host) still writes the run."""
+        return self.run_dir.is_dir() and Run(self.run_dir).status == "running"
+
+    def done(self) -> bool:
+        """Whether the run already counts in the comparison."""
+        return self.run_dir.is_dir() and _missing_reason(Run(self.run_dir), self.steps) is None
 
 
 def run_name(algo: str, seed: int) -> str:
@@ -184,15 +236,13 @@ def _plan(out: Path, request: Request, configs: dict[tuple[str, int], Config]) -
     for (algo, seed), config in configs.items():
         name = run_name(algo, seed)
         run_dir = out / COMPARISON_RUNS / name
-        command = [sys.executable, "-m", "workbench.cli", "train", "--no-progress"]
-        if not (run_dir / CONFIG_FILE).exists():
-            command += ["--run-dir", str(run_dir), *request.train_flags(algo, seed)]
-        elif _missing_reason(_checked_run(run_dir, config), request.steps):
-            command += ["--resume", str(run_dir), "--steps", str(request.steps)]
-        else:
+        if (run_dir / CONFIG_FILE).exists() and not _missing_reason(
+            _checked_run(run_dir, config), request.steps
+        ):
             done.append(name)
             continue
-        jobs.append(Job(name, run_dir, command, training_log(out, COMPARISON_LOGS, name)))
+        log = training_log(out, COMPARISON_LOGS, name)
+        jobs.append(Job(name, run_dir, request.train_flags(algo, seed), request.steps, log))
     if done:
         print(f"already finished, skipped: {', '.join(done)}")
     return jobs
@@ -231,59 +281,25 @@ def _missing_reason(run: Run, steps: int) -> str | None:
 # --- 2. train --------------------------------------------------------------------------------
 
 
-def _run_jobs(jobs: list[Job], parallel: int, steps: int) -> None:
-    """Run the jobs, at most `parallel` at a time; a line as each ends."""
+def _run_jobs(jobs: list[Job], executor: executors.Executor, steps: int) -> None:
+    """Run the jobs with the executor; a line as each ends. SIGTERM stops them as Ctrl-C does."""
     from tqdm.auto import tqdm
 
-    waiting = list(jobs)
-    running: list[tuple[Job, subprocess.Popen, float]] = []
-    environment = _child_environment(parallel)
-    with tqdm(total=len(jobs), unit="run", desc="runs", dynamic_ncols=True) as bar:
-        try:
-            while waiting or running:
-                while waiting and len(running) < parallel:
-                    job = waiting.pop(0)
-                    running.append((job, _start(job, environment), time.time()))
-                    bar.set_postfix_str("training " + ", ".join(job.name for job, *_ in running))
-                time.sleep(0.5)
-                for entry in [entry for entry in running if entry[1].poll() is not None]:
-                    running.remove(entry)
-                    bar.write(_ended(entry[0], steps, time.time() - entry[2]))
-                    bar.set_postfix_str("training " + ", ".join(job.name for job, *_ in running))
-                    bar.update()
-        except KeyboardInterrupt:
-            _stop([process for _, process, _ in running])
-            raise
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        with (
+            tqdm(total=len(jobs), unit="run", desc="runs", dynamic_ncols=True) as bar,
+            contextlib.closing(executor(jobs)) as ended,
+        ):
+            for job, seconds in ended:
+                bar.write(_ended(job, steps, seconds))
+                bar.update()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
-def _child_environment(parallel: int) -> dict[str, str]:
-    environment = dict(os.environ, PYTHONUNBUFFERED="1")
-    if parallel > 1:  # the runs share the cores instead of each starting a thread per core
-        environment.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // parallel)))
-    return environment
-
-
-def _start(job: Job, environment: dict[str, str]) -> subprocess.Popen:
-    job.log.parent.mkdir(parents=True, exist_ok=True)
-    with open(job.log, "a") as log:
-        log.write(f"$ {shlex.join(job.command)}\n")
-        log.flush()
-        # A session of its own: Ctrl-C reaches only this process, which stops each run once.
-        return subprocess.Popen(
-            job.command,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=environment,
-            start_new_session=True,
-        )
-
-
-def _stop(processes: list[subprocess.Popen]) -> None:
-    """SIGTERM: each run stops cleanly, saving a checkpoint to resume from."""
-    for process in processes:
-        process.terminate()
-    for process in processes:
-        process.wait()
+def _interrupt(signum: int, frame) -> None:
+    raise KeyboardInterrupt
 
 
 def _ended(job: Job, steps: int, seconds: float) -> str:

@@ -25,10 +25,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from workbench.runs import CONFIG_FILE, check_target, make_folder, write_atomic, write_json
-
-CARD_FILE = "README.md"
-WEIGHTS_FILE = "model.safetensors"  # workbench.checkpoint.EXPORT_WEIGHTS (kept cheap to import)
+from workbench.runs import (
+    CONFIG_FILE,
+    EXPORT_WEIGHTS,
+    MODEL_CARD,
+    check_target,
+    make_folder,
+    write_atomic,
+    write_json,
+)
 
 
 def add_command(commands) -> None:
@@ -52,8 +57,8 @@ def _export(args) -> int:
         device=args.device,
     )
     print(
-        f"exported {args.run_dir} (step {card['env_steps']}) to {args.out}: {WEIGHTS_FILE}, "
-        f"{CONFIG_FILE}, {CARD_FILE}; return {card['mean_reward']}, cost {card['mean_cost']}"
+        f"exported {args.run_dir} (step {card['env_steps']}) to {args.out}: {EXPORT_WEIGHTS}, "
+        f"{CONFIG_FILE}, {MODEL_CARD}; return {card['mean_reward']}, cost {card['mean_cost']}"
     )
     return 0
 
@@ -73,14 +78,14 @@ def export_run(
     if episodes < 1:
         raise ValueError(f"--episodes must be at least 1 (the card reports them), got {episodes}")
     run_dir, out = Path(run_dir), Path(out)
-    check_target(out, "--out", own=WEIGHTS_FILE)  # a new folder, or an export to replace
+    check_target(out, "--out", own=EXPORT_WEIGHTS)  # a new folder, or an export to replace
     payload = load(Path(checkpoint)) if checkpoint else load_latest(run_dir)
     make_folder(out, "--out")
-    write_weights(out / WEIGHTS_FILE, payload)
+    write_weights(out / EXPORT_WEIGHTS, payload)
     write_json(out / CONFIG_FILE, payload["config"])
     report = evaluate_run(out, episodes=episodes, device=device)
     card = card_fields(payload, report, run_dir)
-    write_atomic(out / CARD_FILE, lambda tmp: tmp.write_text(model_card(card, payload)))
+    write_atomic(out / MODEL_CARD, lambda tmp: tmp.write_text(model_card(card, payload)))
     return card
 
 
@@ -170,7 +175,7 @@ def model_card(card: dict[str, Any], payload: dict[str, Any]) -> str:
         f"- Held-out evaluation ({card['evaluation_episodes']} episodes, seeds never trained on, "
         f"actions sampled as in training): return {card['mean_reward']}, episode cost "
         f"{card['mean_cost']} against a cost limit of {card['cost_limit']:g}.",
-        f"- Files: `{WEIGHTS_FILE}` (weights, keys `world_model.*` and `agent.*`; format, step "
+        f"- Files: `{EXPORT_WEIGHTS}` (weights, keys `world_model.*` and `agent.*`; format, step "
         f"and action_dim in its metadata) and `{CONFIG_FILE}` (every setting it was trained with).",
         "- Load it: `workbench.checkpoint.load_agent(FOLDER)`; evaluate it: `workbench eval FOLDER`.",
         "",

@@ -10,6 +10,8 @@ Layout (schema `SCHEMA`):
     eval/             eval_<step>_<i>.npz evaluation episodes with frames, reconstructions, per-step values
     snapshots/        snap_<update>.npz latents with labels, imagined rollouts (written whole, then renamed)
     checkpoints/      ckpt_<step>.pt (written whole, then renamed; never a half-written one)
+    model.safetensors the agent in export form (`workbench export`), which a shipped run keeps
+                      instead of checkpoints; README.md beside it is its model card
     .lock             pid of the process writing the run
     STOP              present: the writer is asked to stop cleanly (any host may write it)
 
@@ -62,6 +64,8 @@ LOCK_FILE = ".lock"
 EPISODES, EVAL, SNAPSHOTS, CHECKPOINTS = "episodes", "eval", "snapshots", "checkpoints"
 EPISODE_PREFIX, EVAL_PREFIX, SNAPSHOT_PREFIX, CHECKPOINT_PREFIX = "ep_", "eval_", "snap_", "ckpt_"
 ARRAYS_SUFFIX, CHECKPOINT_SUFFIX = ".npz", ".pt"
+EXPORT_WEIGHTS, MODEL_CARD = "model.safetensors", "README.md"
+"""An export's files (`workbench export`), beside its config.json; a run may hold them too."""
 
 EVAL_KEYS = (
     "frame", "recon", "action", "reward", "cost", "terminal", "hazard_distance",
@@ -612,6 +616,25 @@ class Run:
 
     def checkpoints(self) -> list[Artifact]:
         return _artifacts(self.path / CHECKPOINTS, CHECKPOINT_PREFIX, CHECKPOINT_SUFFIX)
+
+    def weights(self) -> list[Artifact]:
+        """Every saved agent, oldest step first: the checkpoints and, in a run kept in export
+        form (a shipped one), `EXPORT_WEIGHTS` (its step read from the file's metadata)."""
+        found = self.checkpoints()
+        if (self.path / EXPORT_WEIGHTS).is_file():
+            found.append(Artifact(self.path / EXPORT_WEIGHTS, export_step(self.path)))
+        return sorted(found, key=lambda artifact: artifact.number)
+
+
+def export_step(folder: Path) -> int:
+    """The env step of an export's weights (from the safetensors metadata; 0 if unreadable)."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(Path(folder) / EXPORT_WEIGHTS), framework="numpy") as reader:
+            return int((reader.metadata() or {}).get("step", 0))
+    except (SafetensorError, OSError, ValueError):
+        return 0
 
 
 def episode_artifacts(folder: Path) -> list[Artifact]:
