@@ -16,6 +16,7 @@ from pathlib import Path
 
 from workbench import runs
 from workbench.config import TrainRequest
+from workbench.executors import launch
 from workbench.runs import CONFIG_FILE, Run, RunError, host_name, make_folder
 
 APP = Path(__file__).resolve().parents[1] / "app" / "Home.py"
@@ -104,18 +105,9 @@ def training_log(runs_dir: Path, name: str) -> Path:
 
 
 def start_training(runs_dir: Path, name: str, command: list[str]) -> subprocess.Popen:
-    """Start `command` (see `training_command`) in a session of its own, so it keeps training
-    when the dashboard stops; its output goes to `training_log(runs_dir, name)`."""
-    log = training_log(runs_dir, name)
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with open(log, "w") as out:
-        return subprocess.Popen(
-            command,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=dict(os.environ, PYTHONUNBUFFERED="1"),
-            start_new_session=True,
-        )
+    """Start `command` (see `training_command`) so that it keeps training when the dashboard
+    stops; its output goes to `training_log(runs_dir, name)`."""
+    return launch(command, training_log(runs_dir, name))
 
 
 def stop_training(run: Run) -> int:

@@ -56,7 +56,7 @@ def pool(parallel: int) -> Executor:
     def run_all(jobs: Sequence[J]) -> Generator[tuple[J, float], None, None]:
         waiting = list(jobs)
         running: list[tuple[J, subprocess.Popen, float]] = []
-        environment = dict(os.environ, PYTHONUNBUFFERED="1")
+        environment = dict(os.environ)
         if parallel > 1:  # the runs share the cores instead of each starting a thread per core
             threads = str(max(1, (os.cpu_count() or 1) // parallel))
             environment.setdefault("OMP_NUM_THREADS", threads)
@@ -124,7 +124,7 @@ def run_job(job: Job) -> float:
     if job.done():
         return 0.0
     began = time.time()
-    process = start(job, dict(os.environ, PYTHONUNBUFFERED="1"))
+    process = start(job, None)
     try:
         while process.poll() is None:  # polling: Ray's cancel interrupts Python, not a wait()
             time.sleep(0.5)
@@ -144,16 +144,27 @@ def _seconds(ray, ref, job: Job) -> float:
         return 0.0
 
 
-def start(job: Job, environment: dict[str, str]) -> subprocess.Popen:
+def start(job: Job, environment: dict[str, str] | None) -> subprocess.Popen:
     """Start the job's process, its output appended to the job's log."""
-    command = job.command()
-    job.log.parent.mkdir(parents=True, exist_ok=True)
-    with open(job.log, "a") as log:
-        log.write(f"$ {shlex.join(command)}\n")
-        log.flush()
-        # A session of its own: Ctrl-C reaches only `workbench compare`, which stops each run once.
+    return launch(job.command(), job.log, environment)
+
+
+def launch(
+    command: list[str], log: Path, environment: dict[str, str] | None = None
+) -> subprocess.Popen:
+    """Start a `workbench` process, unbuffered, its output appended to `log` after a line
+    naming the command. It runs in a session of its own: Ctrl-C reaches only the program that
+    started it (which stops it once, cleanly), and it outlives a dashboard that stops."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "a") as out:
+        out.write(f"$ {shlex.join(command)}\n")
+        out.flush()
         return subprocess.Popen(
-            command, stdout=log, stderr=subprocess.STDOUT, env=environment, start_new_session=True
+            command,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=dict(environment or os.environ, PYTHONUNBUFFERED="1"),
+            start_new_session=True,
         )
 
 
