@@ -14,7 +14,8 @@ demo: setup  ## a short real training run on SafetyPointGoal1 pixels, then its e
 	$(BIN)/workbench eval checkpoints/pointgoal1-barrier --episodes 5
 	@echo "Open the dashboard on both with:  $(BIN)/workbench dashboard $(dir $(DEMO_DIR))  (and: $(BIN)/workbench dashboard checkpoints)"
 
-test: setup  ## lint and type-check, then every test (real environments, notebooks and a real browser included)
+test:  ## set up with every extra (Ray too), lint and type-check, then every test (real environments, notebooks, a real browser and a two-node Ray cluster included)
+	bash scripts/setup.sh dashboard,notebooks,tensorboard,dev,distributed
 	bash scripts/setup-browser.sh
 	$(BIN)/ruff check workbench tests app notebooks
 	$(BIN)/mypy
