@@ -26,6 +26,8 @@ from typing import Any
 
 import numpy as np
 
+from workbench.runs import SHIPPED_RUNS
+
 FAST_ENV = "WORKBENCH_NOTEBOOK_FAST"
 """Set to 1 to run every notebook with its fast parameters."""
 FAST_SCALE = 0.1
@@ -73,7 +75,7 @@ def readable_anywhere() -> None:
 
 def pretrained_run(name: str = PRETRAINED) -> Path:
     """The shipped pretrained run directory `checkpoints/<name>` of this source tree."""
-    path = Path(__file__).resolve().parents[1] / "checkpoints" / name
+    path = SHIPPED_RUNS / name
     if not path.is_dir():
         raise FileNotFoundError(
             f"no pretrained run at {path}; the notebooks need a source checkout of the workbench "

@@ -88,6 +88,9 @@ TABLE_CSV, TABLE_MD = "table.csv", "table.md"
 COMPARISON_RUNS = "runs"
 """The folder of a comparison's runs, beside its table and plots."""
 
+SHIPPED_RUNS = Path(__file__).resolve().parents[1] / "checkpoints"
+"""The source tree's pretrained runs: read-only material, never written into by a viewer."""
+
 
 COMPARISON_LOGS, DASHBOARD_LOGS = "logs", ".logs"
 """Where the output of training processes goes: a comparison's, and the dashboard's (in its

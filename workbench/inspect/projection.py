@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from workbench.runs import (
+    SHIPPED_RUNS,
     Artifact,
     Run,
     RunError,
@@ -311,10 +312,6 @@ def _mtime_ns(path: Path) -> int:
         return path.stat().st_mtime_ns
     except FileNotFoundError:
         raise RunError(f"no snapshot at {path}") from None
-
-
-SHIPPED_RUNS = Path(__file__).resolve().parents[2] / "checkpoints"
-"""The source tree's pretrained runs: read-only material, never written into by a viewer."""
 
 
 def default_cache(run_path: Path) -> Path:
