@@ -266,15 +266,17 @@ def probe_accuracy(artifact: Artifact) -> float | None:
     return _probe(str(artifact.path), artifact.path.stat().st_size)
 
 
-# Files are written whole and renamed into place, so (path, size) names their content.
+# Files are written whole and renamed into place, so (path, size) names their content. A page
+# shows one run's newest few: small caches keep the server's memory flat while a run grows (an
+# evaluation episode with its frames is about 12 MB, a snapshot about 5 MB).
 
 
-@st.cache_resource(max_entries=16, show_spinner=False)
+@st.cache_resource(max_entries=4, show_spinner=False)
 def _episode(path: str, size: int) -> dict[str, np.ndarray]:
     return load_arrays(Path(path))
 
 
-@st.cache_resource(max_entries=16, show_spinner=False)
+@st.cache_resource(max_entries=8, show_spinner=False)
 def _snapshot(path: str, size: int) -> dict[str, np.ndarray]:
     from workbench.inspect.projection import load_snapshot
 

@@ -73,6 +73,9 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=65)
     parser.add_argument("--every", type=float, default=30)
     parser.add_argument("--out", type=Path, default=Path("runs/soak"))
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="passed to the training"
+    )
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     run_dir = args.out / "runs" / "soak"
@@ -80,7 +83,7 @@ def main() -> None:
     bin_dir = Path(sys.executable).parent
     trainer = subprocess.Popen(
         [bin_dir / "workbench", "train", "--preset", "cpu", "--steps", "200000",
-         "--run-dir", run_dir, "--no-progress"],
+         "--run-dir", run_dir, "--no-progress", *(f"--set={a}" for a in args.set)],
         stdout=open(args.out / "train.log", "w"), stderr=subprocess.STDOUT,
     )  # fmt: skip
     port = free_port()
