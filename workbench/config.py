@@ -494,20 +494,6 @@ def _integer(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
 
 
-def train_config(
-    preset: str,
-    algo: str,
-    seed: int,
-    *,
-    task: str | None = None,
-    steps: int | None = None,
-    device: str = "auto",
-    sets: list[str] | tuple[str, ...] = (),
-) -> Config:
-    """The config `workbench train` builds from its flags (`workbench compare` builds the same)."""
-    return TrainRequest(preset, algo, seed, task, steps, device, sets).config()
-
-
 def apply(config: Config, overrides: dict[str, Any]) -> None:
     """Set dotted keys on a config, converting each value to the field's type."""
     for key, value in overrides.items():

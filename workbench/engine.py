@@ -39,7 +39,6 @@ from workbench.hooks import (
     EnvStep,
     EpisodeEnd,
     Evaluation,
-    Every,
     ExceptionEvent,
     HookBus,
     ImaginationEvent,
@@ -57,6 +56,20 @@ from workbench.snapshots import Snapshotter
 from workbench.world_model import WorldModel
 
 EVAL_SEED_OFFSET = 10_000  # evaluation episodes during training: seeds apart from training's
+
+
+class Every:
+    """True each time a counter crosses a multiple of `period` (0 or less: never)."""
+
+    def __init__(self, period: int, start: int = 0):
+        self.period = period
+        self.last = start // period if period > 0 else 0
+
+    def __call__(self, count: int) -> bool:
+        if self.period <= 0 or count // self.period == self.last:
+            return False
+        self.last = count // self.period
+        return True
 
 
 @dataclass(frozen=True)

@@ -291,20 +291,6 @@ class ProgressBar(Hook):
         self.bar.close()
 
 
-class Every:
-    """True each time a counter crosses a multiple of `period` (0 or less: never)."""
-
-    def __init__(self, period: int, start: int = 0):
-        self.period = period
-        self.last = start // period if period > 0 else 0
-
-    def __call__(self, count: int) -> bool:
-        if self.period <= 0 or count // self.period == self.last:
-            return False
-        self.last = count // self.period
-        return True
-
-
 class DivergenceGuard(Hook):
     """Stops training at the first non-finite loss or parameter, naming it and the step: the
     run keeps its last good checkpoint (none is saved after a crash) instead of training on
