@@ -62,7 +62,7 @@ class Inbox:
     def put(self, kind: str, payload: Any = None) -> None:
         """Queue an update (any thread) and make sure a drain is due on the loop."""
         self._queue.put((kind, payload))
-        if self.loop is None:
+        if self.loop is None or self.loop.is_closed():  # no loop (left): apply at once
             self.drain()
             return
         with self._lock:
