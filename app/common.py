@@ -18,7 +18,15 @@ import numpy as np
 import streamlit as st
 
 from workbench.dashboard import RUNS_DIR_VARIABLE
-from workbench.runs import COMPARISON_FILE, Artifact, Run, RunError, find_runs, load_arrays
+from workbench.runs import (
+    COMPARISON_FILE,
+    EVAL_IMAGES,
+    Artifact,
+    Run,
+    RunError,
+    find_runs,
+    load_arrays,
+)
 
 READ_ERRORS = (RunError, OSError, ValueError, KeyError, IndexError, EOFError, zipfile.BadZipFile)
 """What reading a run that is empty, partial, crashed or corrupt may raise."""
@@ -253,8 +261,11 @@ STATUS_NOTES = {
 # Cached readers of finished files (snapshots, evaluation episodes).
 
 
-def load_episode(artifact: Artifact) -> dict[str, np.ndarray]:
-    return _episode(str(artifact.path), artifact.path.stat().st_size)
+def load_episode(artifact: Artifact, frames: bool = True) -> dict[str, np.ndarray]:
+    """An evaluation episode's arrays. Without its images (`EVAL_IMAGES`: nearly all of its
+    bytes) it is cached apart, so a page can keep many such beside the one episode it plays."""
+    read = _episode if frames else _episode_without_images
+    return read(str(artifact.path), artifact.path.stat().st_size)
 
 
 def load_snapshot(artifact: Artifact) -> dict[str, np.ndarray]:
@@ -267,16 +278,21 @@ def probe_accuracy(artifact: Artifact) -> float | None:
 
 
 # Files are written whole and renamed into place, so (path, size) names their content. A page
-# shows one run's newest few: small caches keep the server's memory flat while a run grows (an
-# evaluation episode with its frames is about 12 MB, a snapshot about 5 MB).
+# plays one episode and maps one snapshot: small caches keep the server's memory flat while a run
+# grows (an evaluation episode with its frames is about 12 MB, a snapshot about 5 MB).
 
 
-@st.cache_resource(max_entries=4, show_spinner=False)
+@st.cache_resource(max_entries=2, show_spinner=False)
 def _episode(path: str, size: int) -> dict[str, np.ndarray]:
     return load_arrays(Path(path))
 
 
-@st.cache_resource(max_entries=8, show_spinner=False)
+@st.cache_resource(max_entries=16, show_spinner=False)
+def _episode_without_images(path: str, size: int) -> dict[str, np.ndarray]:
+    return load_arrays(Path(path), skip=EVAL_IMAGES)
+
+
+@st.cache_resource(max_entries=2, show_spinner=False)
 def _snapshot(path: str, size: int) -> dict[str, np.ndarray]:
     from workbench.inspect.projection import load_snapshot
 

@@ -1,5 +1,6 @@
 """Soak: a long `cpu`-preset training run with a dashboard (and a headless Chromium on its Runs
-page, moving to another page every ten samples) following it. Every `--every` seconds the resident memory and open file handles of the
+page, moving to the next page every five samples, so every page has been seen by the tenth
+minute) following it. Every `--every` seconds the resident memory and open file handles of the
 trainer and the dashboard server are written to OUT/soak.csv; at the end OUT/soak.png plots them
 and the growth from the 10th to the last minute is printed.
 
@@ -113,8 +114,8 @@ def main() -> None:
                     writer.writeheader()
                 writer.writerow(row)
                 file.flush()
-                if len(rows) % 10 == 0:  # a learner moving between pages
-                    browser.get(f"{url}/{pages[len(rows) // 10 % len(pages)]}")
+                if len(rows) % 5 == 0:  # a learner moving between pages
+                    browser.get(f"{url}/{pages[len(rows) // 5 % len(pages)]}")
                 time.sleep(args.every)
     finally:
         browser.quit()

@@ -18,7 +18,7 @@ from workbench.runs import RunWriter
 
 
 def fake_snapshot(step: int, latents: int = 12, horizon: int = 3, rollouts: int = 2) -> dict:
-    """A snapshot as `workbench.snapshots.SnapshotHook` writes one, with a barrier agent's values."""
+    """A snapshot as `workbench.snapshots.Snapshotter` writes one, with a barrier agent's values."""
     rng = np.random.default_rng(step)
     unsafe = np.arange(latents) % 3 == 0
     return {

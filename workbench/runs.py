@@ -73,6 +73,8 @@ EVAL_KEYS = (
 )  # fmt: skip
 """What an evaluation episode (`evaluation.play_episode`) holds per frame, besides the agent's
 `inspect` values."""
+EVAL_IMAGES = ("frame", "recon")
+"""An evaluation episode's images: nearly all of its bytes."""
 LATENT_KEYS = (
     "features", "unsafe", "cost", "reward", "pred_cost", "time", "sequence", "frame", "disagreement"
 )  # fmt: skip
@@ -245,10 +247,10 @@ def save_arrays(path: Path, arrays: dict[str, np.ndarray]) -> None:
     write_atomic(path, write)
 
 
-def load_arrays(path: Path) -> dict[str, np.ndarray]:
-    """Read an .npz without ever unpickling objects."""
+def load_arrays(path: Path, skip: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
+    """Read an .npz without ever unpickling objects (the arrays named in `skip` are not read)."""
     with np.load(path, allow_pickle=False) as data:
-        return {key: data[key] for key in data.files}
+        return {key: data[key] for key in data.files if key not in skip}
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
@@ -681,7 +683,7 @@ def load_snapshot(
             if missing:
                 raise RunError(
                     f"{path} is not a complete snapshot: it lacks {', '.join(missing)} "
-                    "(snapshots are written by workbench.snapshots.SnapshotHook)"
+                    "(snapshots are written by workbench.snapshots.Snapshotter)"
                 )
             arrays = {key: data[key] for key in wanted}
     except (OSError, ValueError, zipfile.BadZipFile) as error:
