@@ -26,6 +26,7 @@ from workbench.datasets import (
     load_dataset,
     summarise,
 )
+from workbench.engine import Engine
 from workbench.runs import Run
 
 ENV = {"image_size": 64, "action_repeat": 2, "time_limit": 100, "render": "fast"}
@@ -281,11 +282,10 @@ def offline_config(dataset, algo: str = "lspc", **overrides):
 
 def test_offline_training_publishes_like_the_engine(fake_dataset, tmp_path):
     from workbench.checkpoint import load_agent
-    from workbench.offline import OfflineEngine
 
     config = offline_config(fake_dataset, **{"train.snapshot_every": 3})
     recorder = Recorder()
-    engine = OfflineEngine(config, tmp_path / "run", [recorder], progress=False)
+    engine = Engine(config, tmp_path / "run", [recorder], progress=False)
     assert engine.train() == "finished"
     calls = recorder.calls
     model, agent = config.offline.model_updates, config.lspc.updates
@@ -310,11 +310,10 @@ def test_offline_training_publishes_like_the_engine(fake_dataset, tmp_path):
 
 
 def test_baselines_can_reuse_the_world_model_of_another_offline_run(fake_dataset, tmp_path):
-    from workbench.offline import OfflineEngine
 
-    OfflineEngine(offline_config(fake_dataset, "bc-all"), tmp_path / "a", progress=False).train()
+    Engine(offline_config(fake_dataset, "bc-all"), tmp_path / "a", progress=False).train()
     config = offline_config(fake_dataset, "bc-safe", **{"offline.world_model": str(tmp_path / "a")})
-    engine = OfflineEngine(config, tmp_path / "b", progress=False)
+    engine = Engine(config, tmp_path / "b", progress=False)
     assert engine.train() == "finished"
     first, second = (torch.load(Run(tmp_path / r).checkpoints()[-1].path) for r in "ab")
     for key, value in first["world_model"].items():
@@ -345,7 +344,6 @@ def test_train_asks_for_a_dataset_exactly_when_the_algo_needs_one(fake_dataset, 
 def test_end_to_end_on_the_real_task(tmp_path):
     """Build a small dataset from SafetyPointGoal1 pixels, train LSPC briefly, evaluate it."""
     from workbench.evaluation import evaluate_run
-    from workbench.offline import OfflineEngine
 
     data = build_dataset(
         "SafetyPointGoal1-v0",
@@ -357,7 +355,7 @@ def test_end_to_end_on_the_real_task(tmp_path):
         progress=False,
     )
     assert summarise(data)["steps"] == 60
-    engine = OfflineEngine(offline_config(data), tmp_path / "run", progress=False)
+    engine = Engine(offline_config(data), tmp_path / "run", progress=False)
     assert engine.train() == "finished"
     evaluation = Run(tmp_path / "run").metrics("eval")[-1]
     assert evaluation["length"] == 31  # 30 steps and the final frame

@@ -34,15 +34,14 @@ LAYERS: list[tuple[str, ...]] = [
         *("agents.bsrp_lag", "agents.barrier", "agents.cerl", "agents.lspc", "agents.bc"),
     ),
     # 4: what the loop is made of: events and hooks, evaluation, checkpoints, snapshots, datasets,
-    # the collector (acting, stepping and storing, serially or in a thread)
+    # the data sources (the collector acting in envs, serially or in a thread; a dataset offline)
     (
         *("hooks", "evaluation", "checkpoint", "snapshots", "datasets", "tensorboard_sink"),
-        "collector",
+        *("collector", "offline"),
     ),
-    # 5: the loop; 6: the offline loop (the engine learning from a dataset)
+    # 5: the loop
     ("engine",),
-    ("offline",),
-    # 7: commands and viewers; 8: the command line over them all (app/, outside the package,
+    # 6: commands and viewers; 7: the command line over them all (app/, outside the package,
     # may import any of them; the package never imports it)
     (
         *("bench", "compare", "dashboard", "lessons", "export"),
@@ -171,3 +170,16 @@ def test_only_runs_py_spells_the_run_directory():
     ).stdout.splitlines()
     others = [line for line in found if not line.startswith("workbench/runs.py:")]
     assert others == [], "use the names in workbench/runs.py"
+
+
+def test_the_loop_is_written_once():
+    """Online and offline runs share the engine's loop; what differs is their data source
+    (`engine.Source`). No class of the package derives from `Engine` to replace it."""
+    subclasses = [
+        f"{path.relative_to(ROOT)}: {node.name}"
+        for path in PACKAGE.rglob("*.py")
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.ClassDef)
+        and any(isinstance(b, ast.Name) and b.id == "Engine" for b in node.bases)
+    ]
+    assert subclasses == []

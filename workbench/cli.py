@@ -12,13 +12,12 @@ from pathlib import Path
 from typing import NoReturn
 
 from workbench.config import (
-    OFFLINE_ALGOS,
     ConfigError,
     TrainRequest,
     add_run_flags,
     positive,
 )
-from workbench.runs import Run, RunError
+from workbench.runs import RunError
 
 DEBUG_VARIABLE = "WORKBENCH_DEBUG"
 """Set to 1 (or pass --debug anywhere on the command line) for full tracebacks."""
@@ -165,8 +164,6 @@ def _resumed_engine(args):
         )
     if not args.resume.is_dir():
         raise RunError(f"--resume {args.resume}: no such run directory")
-    if Run(args.resume).config().get("algo") in OFFLINE_ALGOS:
-        raise RunError(f"{args.resume} is an offline run: train it again, into a new --run-dir")
     return Engine.resume(
         args.resume,
         _sink_hooks(args),
@@ -180,7 +177,6 @@ def _new_engine(args):
     """The engine of a new run from the flags (defaults from TrainRequest)."""
     from workbench.device import resolve_device
     from workbench.engine import Engine
-    from workbench.offline import OfflineEngine
 
     task, sets = args.task, list(args.set or [])
     if args.dataset:
@@ -192,8 +188,7 @@ def _new_engine(args):
     run_dir = args.run_dir or Path("runs") / (
         f"{config.env.task}-{config.algo}-s{config.train.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
     )
-    engine_class = OfflineEngine if config.algo in OFFLINE_ALGOS else Engine
-    return engine_class(config, run_dir, _sink_hooks(args), progress=not args.no_progress)
+    return Engine(config, run_dir, _sink_hooks(args), progress=not args.no_progress)
 
 
 def _sink_hooks(args) -> list:

@@ -12,23 +12,32 @@ refreshed after each update (`sync`), so an update never changes weights under a
 Its pace is tied to the learner's: it collects the step that makes `steps` env steps only while
 the learner has done at least `updates_due(steps) - 1` updates, so it is at most one update's
 worth of steps ahead, and the replay ratio stays the configured one, whatever the machine's speed.
+
+`EnvSource` is the engine's data source for online runs (`engine.Source`): the envs, the replay
+they fill, and a collector (in a thread with `train.overlap`); `offline.DatasetSource` is the
+other one.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import queue
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
 
-from workbench.config import Config
+from workbench.agents.base import Batch
+from workbench.config import Config, EnvConfig
 from workbench.device import autocast, single_threaded
-from workbench.hooks import EnvStep, EpisodeEnd, Event
+from workbench.hooks import EnvStep, EpisodeEnd, Event, Trainer
 from workbench.replay import Replay
+from workbench.runs import RunWriter
+from workbench.snapshots import Snapshotter
 
 
 @dataclass
@@ -248,3 +257,70 @@ def copy_weights(source: torch.nn.Module, target: torch.nn.Module) -> None:
     with torch.no_grad():
         for name, value in source.state_dict().items():
             targets[name].copy_(value)
+
+
+class EnvSource:
+    """Online data: the agent acts in `config.env.num_envs` envs (from `make_envs`), whose steps
+    fill the replay; each update learns from a batch of sequences sampled from it."""
+
+    def __init__(self, config: Config, make_envs: Callable[[EnvConfig], Any]) -> None:
+        self.config = config
+        self.envs = make_envs(config.env)
+        self.action_dim: int = self.envs.action_dim
+        self.background: CollectorThread | None = None
+
+    def open(self, writer: RunWriter) -> None:
+        """The replay, saving each finished episode into the run directory."""
+        train = self.config.train
+        self.replay = Replay(writer, self.config.env.num_envs, train.seed, train.replay_capacity)
+
+    def start(self, trainer: Trainer) -> None:
+        """Reset the envs and start collecting (in a thread with `train.overlap`, torch keeping
+        one thread each: two processes of work on two cores fight over a bigger pool)."""
+        self.device = trainer.device
+        self.collector = Collector(
+            self.config, self.envs, self.replay, trainer.agent, trainer.rng, trainer.counters
+        )
+        if self.config.train.overlap:
+            self.threads = torch.get_num_threads()
+            torch.set_num_threads(1)
+            self.background = CollectorThread(
+                self.collector, trainer.agent, self.config, trainer.counters["update"]
+            )
+            self.background.start()
+
+    def next(self) -> list[Event]:
+        """One env step of every env: its events (episode ends, then the EnvStep)."""
+        if self.background is not None:
+            return self.background.next_events()
+        return self.collector.collect()
+
+    def batch(self, update: int) -> Batch:
+        """`batch_size` sequences of `batch_length` steps from the replay."""
+        train = self.config.train
+        arrays = self.collector.sample(train.batch_size, train.batch_length)
+        return Batch(
+            sequences={k: torch.as_tensor(v, device=self.device) for k, v in arrays.items()}
+        )
+
+    def updated(self, update: int) -> None:
+        """The learner finished update `update` (the collecting thread acts with it now)."""
+        if self.background is not None:
+            self.background.updated(update)
+
+    def paused(self) -> contextlib.AbstractContextManager:
+        """A context in which no env is being stepped (for a checkpoint of a quiet state)."""
+        return self.background.paused() if self.background else contextlib.nullcontext()
+
+    def last_snapshot(self, snapshotter: Snapshotter) -> None:
+        """Online runs take their snapshots as they go."""
+
+    def stop(self) -> None:
+        """Stop collecting (after the step in progress)."""
+        if self.background is not None:
+            self.background.stop()
+            self.background = None
+            torch.set_num_threads(self.threads)
+
+    def close(self) -> None:
+        self.envs.close()

@@ -4,8 +4,10 @@
     engine.train()
 
 The engine is built from `Factories` (as DreamerV3's `train(make_agent, make_replay, make_env,
-make_logger)`): the training envs, the evaluation env and the agent, so tests and users pass
-their own. The loop keeps the schedules: it saves checkpoints, plays evaluation episodes and
+make_logger)`): its data source, the training envs, the evaluation env and the agent, so tests
+and users pass their own. The data source (`Source`) is where each step and each update's batch
+come from: envs the agent acts in (`collector.EnvSource`) or, for the offline algos, a dataset
+(`offline.DatasetSource`); the loop is the same for both. The loop keeps the schedules: it saves checkpoints, plays evaluation episodes and
 takes snapshots when they are due, and publishes every stage as a typed event (`hooks.py`).
 Hooks only observe (metrics file, progress, live widgets, yours); they never emit. One env step
 here is one agent step (`env.action_repeat` physics steps), counted over all parallel envs.
@@ -20,15 +22,16 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
 
 from workbench import checkpoint
 from workbench.agents import make_agent
-from workbench.collector import Collector, CollectorThread, updates_due
-from workbench.config import Config, EnvConfig
+from workbench.agents.base import Batch
+from workbench.collector import EnvSource, updates_due
+from workbench.config import OFFLINE_ALGOS, Config, EnvConfig
 from workbench.device import autocast, resolve_device
 from workbench.envs import make_env, make_vector_env
 from workbench.evaluation import episode_summary, play_episodes, world_model_health
@@ -39,6 +42,7 @@ from workbench.hooks import (
     EnvStep,
     EpisodeEnd,
     Evaluation,
+    Event,
     ExceptionEvent,
     HookBus,
     ImaginationEvent,
@@ -47,9 +51,11 @@ from workbench.hooks import (
     Snapshot,
     StopFile,
     TrainEnd,
+    Trainer,
     TrainStart,
     WorldModelUpdate,
 )
+from workbench.offline import DatasetSource
 from workbench.replay import Replay
 from workbench.runs import CONFIG_FILE, RunError, RunWriter, read_json
 from workbench.snapshots import Snapshotter
@@ -72,10 +78,57 @@ class Every:
         return True
 
 
+class Source(Protocol):
+    """Where a run's data comes from: what the loop asks, step by step and update by update.
+    Built from the run's config before anything is written; it may change the config (an
+    offline run's env is its dataset's)."""
+
+    config: Config
+    action_dim: int
+    replay: Replay
+
+    def open(self, writer: RunWriter) -> None:
+        """Make the replay (episodes it saves go to `writer`'s run directory)."""
+
+    def start(self, trainer: Trainer) -> None:
+        """As the loop starts (after a resume has restored the state)."""
+
+    def next(self) -> list[Event]:
+        """One step: its events in order (online: episode ends, then the EnvStep)."""
+
+    def batch(self, update: int) -> Batch:
+        """What update number `update` learns from."""
+
+    def updated(self, update: int) -> None:
+        """Update number `update` is done."""
+
+    def paused(self) -> contextlib.AbstractContextManager:
+        """A context in which nothing runs beside the learner (for checkpoints)."""
+
+    def last_snapshot(self, snapshotter: Snapshotter) -> dict[str, np.ndarray] | None:
+        """A snapshot to take as training finishes, if any."""
+
+    def stop(self) -> None:
+        """The loop is over."""
+
+    def close(self) -> None:
+        """Release what it holds (envs)."""
+
+
+def make_source(config: Config, make_envs: Callable[[EnvConfig], Any]) -> Source:
+    """The offline algos (`config.OFFLINE_ALGOS`) learn from `offline.dataset`; the others act
+    in the envs `make_envs` makes."""
+    if config.algo in OFFLINE_ALGOS:
+        return DatasetSource(config)
+    return EnvSource(config, make_envs)
+
+
 @dataclass(frozen=True)
 class Factories:
     """What the engine is built from; pass your own (tests pass fakes)."""
 
+    source: Callable[[Config, Callable[[EnvConfig], Any]], Source] = make_source
+    """The data source for a config, given the factory of training envs, as `make_source`."""
     envs: Callable[[EnvConfig], Any] = make_vector_env
     """The training envs (`num_envs` of them), as `envs.make_vector_env`."""
     eval_env: Callable[[EnvConfig], Any] = make_env
@@ -87,7 +140,6 @@ class Factories:
 class Engine:
     factories = Factories()
     """The default factories (the command line's); an `Engine(..., factories=...)` overrides."""
-    _background: CollectorThread | None  # while collecting in the background (train.overlap)
 
     def __init__(
         self,
@@ -99,11 +151,16 @@ class Engine:
         resume: bool = False,
         progress: bool = True,
     ):
-        self.config = config
         self.factories = factories or self.factories
         self.run_dir = Path(run_dir)
         self.device = resolve_device(config.train.device)
-        self.writer = RunWriter(self.run_dir, config=config.to_dict(), resume=resume)
+        self.source = self.factories.source(config, self.factories.envs)
+        self.config = config = self.source.config
+        try:
+            self.writer = RunWriter(self.run_dir, config=config.to_dict(), resume=resume)
+        except BaseException:
+            self.source.close()
+            raise
         self.counters: dict[str, Any] = {
             "step": 0,
             "update": 0,
@@ -140,6 +197,8 @@ class Engine:
         if not data:
             raise RunError(f"cannot resume {run_dir}: it holds no run (no {CONFIG_FILE})")
         config = Config.from_dict(data)
+        if config.algo in OFFLINE_ALGOS:
+            raise RunError(f"{run_dir} is an offline run: train it again, into a new --run-dir")
         if steps is not None:
             config.train.steps = steps
         if device is not None:
@@ -148,15 +207,13 @@ class Engine:
 
     def _build(self, resume: bool) -> None:
         cfg = self.config
-        self.envs = self.factories.envs(cfg.env)
-        self.action_dim = self.envs.action_dim
+        self.source.open(self.writer)
+        self.replay = self.source.replay
+        self.action_dim = self.source.action_dim
         self.world_model = WorldModel(cfg.model, self.action_dim, cfg.env.image_size).to(
             self.device
         )
         self.agent = self.factories.agent(cfg, self.world_model, self.action_dim).to(self.device)
-        self.replay = Replay(
-            self.writer, cfg.env.num_envs, cfg.train.seed, cfg.train.replay_capacity
-        )
         self.resumed = resume and self._restore()
 
     # --- the loop ---------------------------------------------------------------------------
@@ -169,9 +226,11 @@ class Engine:
         try:
             self.bus.emit(TrainStart(self.step, engine=self, resumed=self.resumed))
             self._start_schedules()
-            self._collect_and_train()
+            self._loop()
             if self.bus.stop_requested:
                 status = "stopped"
+            else:
+                self._last_snapshot()
         except KeyboardInterrupt:
             status = "stopped"
         except BaseException as error:
@@ -210,40 +269,20 @@ class Engine:
         if status == "finished" and self.last_evaluation != self.step:
             self.evaluate()
 
-    def _collect_and_train(self) -> None:
-        """Collect env steps and train at the configured replay ratio: update k follows the
-        step that brings the count to `prefill + k * train_every`. With `train.overlap`, a
-        thread collects while this one trains (see `collector.py`); hooks hear the same
-        events in the same order either way."""
-        cfg = self.config.train
-        self.collector = Collector(
-            self.config, self.envs, self.replay, self.agent, self.rng, self.counters
-        )
-        if not cfg.overlap:
-            while self.step < cfg.steps and not self.bus.stop_requested:
-                self._publish(self.collector.collect())
-                self._train_due(None)
-            return
-        self._collect_in_background()
-
-    def _collect_in_background(self) -> None:
-        """The loop with collection in a thread; torch keeps one thread each (two processes
-        of work on two cores fight over a bigger pool)."""
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)
-        background = CollectorThread(
-            self.collector, self.agent, self.config, self.counters["update"]
-        )
-        self._background = background
-        background.start()
+    def _loop(self) -> None:
+        """Take steps from the source and train at the configured replay ratio: update k
+        follows the step that brings the count to `prefill + k * train_every` (offline, where a
+        step is an update, each step). Hooks hear every step's events in order, whether the
+        source collects serially or in a thread (`train.overlap`, see `collector.py`)."""
+        self.source.start(self)
         try:
             while self.step < self.config.train.steps and not self.bus.stop_requested:
-                self._publish(background.next_events())
-                self._train_due(background)
+                self._publish(self.source.next())
+                while self.counters["update"] < updates_due(self.step, self.config):
+                    self._train_once()
+                    self.source.updated(self.counters["update"])
         finally:
-            background.stop()
-            self._background = None
-            torch.set_num_threads(threads)
+            self.source.stop()
 
     def _publish(self, events: list) -> None:
         """Count and emit one collected step's events, in order; after the step itself, what
@@ -259,22 +298,19 @@ class Engine:
             if isinstance(event, EnvStep):
                 self._run_schedules()
 
-    def _train_due(self, background: CollectorThread | None) -> None:
-        """The updates due at the current step count."""
-        while self.counters["update"] < updates_due(self.step, self.config):
-            self._train_once()
-            if background is not None:
-                background.updated(self.counters["update"])
-
     def _train_once(self) -> None:
-        cfg = self.config.train
-        arrays = self.collector.sample(cfg.batch_size, cfg.batch_length)
-        batch = {key: torch.as_tensor(value, device=self.device) for key, value in arrays.items()}
-        posterior = self._train_world_model(batch)
-        update = self.counters["update"]
-        with autocast(self.device, cfg.precision):
-            result = self.agent.update(posterior, batch)
-        self.bus.emit(ImaginationEvent(self.step, update=update, imagination=result.imagination))
+        """One update on the source's batch: the world model on its sequences (if it has any),
+        then the agent."""
+        update = self._count_update()
+        batch = self.source.batch(update)
+        posterior = None
+        if batch.sequences is not None:
+            posterior = self._train_world_model(batch.sequences)
+        result = self.agent.learn(batch, posterior)
+        if result.imagination is not None:
+            self.bus.emit(
+                ImaginationEvent(self.step, update=update, imagination=result.imagination)
+            )
         self.bus.emit(AgentUpdate(self.step, update=update, metrics=result.metrics))
 
     def _train_world_model(self, batch: dict[str, torch.Tensor]) -> Any:
@@ -283,7 +319,7 @@ class Engine:
         cfg = self.config.train
         with autocast(self.device, cfg.precision):
             metrics, posterior = self.world_model.train_step(batch)
-        update = self._count_update()
+        update = self.counters["update"]
         self.bus.emit(
             WorldModelUpdate(
                 self.step, update=update, metrics=metrics, batch=batch, posterior=posterior
@@ -296,6 +332,13 @@ class Engine:
     def _count_update(self) -> int:
         self.counters["update"] += 1
         return self.counters["update"]
+
+    def _last_snapshot(self) -> None:
+        """The source's snapshot as training finishes (offline: the agent's latent codes)."""
+        if self.snapshotter is not None:
+            arrays = self.source.last_snapshot(self.snapshotter)
+            if arrays is not None:
+                self.snapshot(arrays)
 
     # --- evaluation, checkpoints -------------------------------------------------------------
 
@@ -332,8 +375,7 @@ class Engine:
 
     def save_checkpoint(self) -> Path:
         """Save the state to resume from, with the collector thread (if any) between steps."""
-        background = getattr(self, "_background", None)
-        with background.paused() if background else contextlib.nullcontext():
+        with self.source.paused():
             return self._save_checkpoint()
 
     def _save_checkpoint(self) -> Path:
@@ -389,14 +431,13 @@ class Engine:
         return True
 
     def close(self, status: str) -> None:
-        self.envs.close()
+        self.source.close()
         self.writer.close(status)
 
     def _abandon(self) -> None:
         """Undo a start that failed: close what was built, leave the run directory as it was."""
         with contextlib.suppress(Exception):
-            if hasattr(self, "envs"):
-                self.envs.close()
+            self.source.close()
         self.writer.abandon()
 
 

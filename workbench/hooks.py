@@ -31,11 +31,13 @@ if TYPE_CHECKING:
 
 
 class Trainer(Protocol):
-    """What a hook may read of the engine that trains (`TrainStart.engine`): its config,
-    counters, run writer, device and models. Hooks observe; the engine acts."""
+    """What a hook (`TrainStart.engine`) or a data source may read of the engine that trains:
+    its config, counters, random generator, run writer, device and models. Hooks observe; the
+    engine acts."""
 
     config: Config
     counters: dict[str, Any]
+    rng: np.random.Generator
     writer: RunWriter
     device: torch.device
     world_model: WorldModel
@@ -262,7 +264,8 @@ class MetricsWriter(Hook):
 
 
 class ProgressBar(Hook):
-    """A tqdm bar over environment steps, showing the latest episode return and cost."""
+    """A tqdm bar over steps (env steps; offline, updates), showing the latest episode return
+    and cost, and the world model's reconstruction loss or the agent's actor loss."""
 
     def on_train_start(self, event: TrainStart) -> None:
         from tqdm.auto import tqdm
@@ -284,6 +287,12 @@ class ProgressBar(Hook):
 
     def on_world_model_update(self, event: WorldModelUpdate) -> None:
         self.postfix["recon"] = f"{event.metrics.get('wm/recon', float('nan')):.0f}"
+        self._advance(event.step)
+
+    def on_agent_update(self, event: AgentUpdate) -> None:
+        if "agent/actor_loss" in event.metrics:
+            self.postfix["actor_loss"] = f"{event.metrics['agent/actor_loss']:.3g}"
+            self.bar.set_postfix(self.postfix, refresh=False)
         self._advance(event.step)
 
     def on_train_end(self, event: TrainEnd) -> None:

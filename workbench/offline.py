@@ -1,33 +1,34 @@
-"""Offline training: learn from a dataset (`workbench/datasets.py`) without acting in the env,
-then evaluate in it.
+"""Offline data: learn from a dataset (`workbench/datasets.py`) without acting in the env, then
+evaluate in it.
 
     workbench train --algo lspc --dataset data/goal1 --preset cpu --run-dir runs/lspc
-    OfflineEngine(resolve("cpu", {"algo": "lspc", "offline.dataset": "data/goal1"}), "runs/lspc").train()
+    Engine(resolve("cpu", {"algo": "lspc", "offline.dataset": "data/goal1"}), "runs/lspc").train()
 
-The loop, top to bottom (`OfflineEngine._collect_and_train`):
-1. Load the dataset (the run's env settings are the dataset's) and fill a replay with its episodes.
-2. Train the world model on the dataset's sequences, as the online engine does, or reuse the one
-   of another offline run on the same dataset (`offline.world_model`).
-3. Encode every episode into posterior features with the trained world model.
-4. Train the offline agent (`lspc`, `bc-all`, `bc-safe`; see `agents/base.py: OfflineAgent`),
-   `lspc.updates` times, on minibatches of transitions (features, action, reward, cost, next
-   features, done, safe), safe meaning that the transition's episode cost is within
-   `agent.cost_limit`.
-5. Snapshot the dataset's latents with the agent's latent codes (when snapshots are on); then,
-   as training ends, the built-in hooks save the checkpoint and play the evaluation episodes in
-   the real env.
+`DatasetSource` is the engine's data source for the offline algos (`engine.Source`; the online
+one is `collector.EnvSource`). The engine's loop is the same; what it is given, update by update:
+1. The dataset, loaded (the run's env settings are the dataset's) into a replay.
+2. For the first `offline.model_updates` updates, sequences: the world model learns from them,
+   as online, while the agent waits. (None when `offline.world_model` names another offline
+   run on the same dataset, whose world model is reused.)
+3. Then every episode, encoded once into posterior features by the trained world model.
+4. For the next `lspc.updates` updates, minibatches of those transitions (features, action,
+   reward, cost, next features, done, safe), safe meaning that the transition's episode cost is
+   within `agent.cost_limit`; the offline agent (`lspc`, `bc-all`, `bc-safe`; see
+   `agents/base.py: OfflineAgent`) learns from them.
+5. As training finishes, a snapshot of the dataset's latents with the agent's latent codes
+   (when snapshots are on); the engine then saves the checkpoint and plays the evaluation
+   episodes in the real env, so viewers, `workbench eval` and `checkpoint.load_agent` work
+   unchanged.
 
-`OfflineEngine` is the online `Engine` with its data source and its loop replaced: it keeps the
-run directory, the hooks (metrics, checkpoints, evaluation, snapshots, yours), `evaluate` and
-`save_checkpoint`, so viewers, `workbench eval` and `checkpoint.load_agent` work unchanged.
-Offline there are no env steps: an event's `step` counts gradient updates (world model, then
-agent). While the world model trains, each of its updates is followed by an AgentUpdate with no
-metrics (the agent waits), so per-update hooks (metrics averaging, progress) keep counting.
+Offline there are no env steps: a step is an update (the run's `train.steps` is the number of
+updates, with no prefill and an update every step), and events' `step`s count updates.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -36,73 +37,79 @@ import torch
 from torch import Tensor
 
 from workbench import checkpoint
+from workbench.agents.base import Batch, OfflineAgent
 from workbench.config import Config
 from workbench.datasets import load_dataset
 from workbench.device import autocast
-from workbench.engine import Engine
-from workbench.hooks import AgentUpdate, ProgressBar, TrainStart
+from workbench.hooks import Event, Trainer
 from workbench.replay import Replay
-from workbench.runs import RunError
-from workbench.world_model import WorldModel
+from workbench.runs import RunError, RunWriter
+from workbench.snapshots import Snapshotter
 
 
-class OfflineEngine(Engine):
-    def __init__(
-        self,
-        config: Config,
-        run_dir: str | Path,
-        hooks: list[Any] | None = None,
-        *,
-        resume: bool = False,
-        progress: bool = True,
-    ):
-        if resume:
-            raise RunError("an offline run cannot be resumed; train it again into a new --run-dir")
+class DatasetSource:
+    """Offline data: a dataset's episodes, as sequences while the world model learns, then as
+    encoded transitions while the agent does."""
+
+    def __init__(self, config: Config, make_envs: Callable[..., Any] | None = None) -> None:
         self.dataset = load_dataset(config.offline.dataset)  # 1
-        config = dataclasses.replace(
-            config, env=dataclasses.replace(config.env, task=self.dataset.task, **self.dataset.env)
+        self.model_updates = 0 if config.offline.world_model else config.offline.model_updates
+        steps = self.model_updates + config.lspc.updates
+        self.config = dataclasses.replace(
+            config,
+            env=dataclasses.replace(config.env, task=self.dataset.task, **self.dataset.env),
+            train=dataclasses.replace(config.train, steps=steps, prefill=0, train_every=1),
         )
-        progress_bar = [OfflineProgress()] if progress else []
-        super().__init__(config, run_dir, progress_bar + list(hooks or []), progress=False)
+        self.action_dim: int = self.dataset.meta["action_dim"]
+        self.transitions: dict[str, Tensor] | None = None
 
-    def _build(self, resume: bool) -> None:
-        cfg = self.config
-        self.action_dim = self.dataset.meta["action_dim"]
-        self.world_model = WorldModel(cfg.model, self.action_dim, cfg.env.image_size)
-        self.world_model.to(self.device)
-        self.agent = self.factories.agent(cfg, self.world_model, self.action_dim).to(self.device)
-        self.replay = Replay(self.writer, 1, cfg.train.seed)
-        self.episode_bounds = []  # (start, stop) of each episode in the replay's stream
+    def open(self, writer: RunWriter) -> None:
+        """The dataset's episodes, one after another in the replay's one stream."""
+        self.replay = Replay(writer, 1, self.config.train.seed)
+        self.episode_bounds = []  # (start, stop) of each episode in the stream
+        stream = self.replay.streams[0]
         for episode in self.dataset.episodes():
-            start = self.replay.streams[0].size
-            self.replay.streams[0].extend(episode)
-            self.episode_bounds.append((start, self.replay.streams[0].size))
-        self.resumed = False
+            start = stream.size
+            stream.extend(episode)
+            self.episode_bounds.append((start, stream.size))
 
-    def close(self, status: str) -> None:
-        self.writer.close(status)  # no envs to close
-
-    # --- the loop ---------------------------------------------------------------------------
-
-    def _collect_and_train(self) -> None:
-        """Offline nothing is collected: the dataset is the data."""
+    def start(self, trainer: Trainer) -> None:
+        assert isinstance(trainer.agent, OfflineAgent), "the config's checks pair them"
+        self.trainer, self.agent = trainer, trainer.agent
         if self.config.offline.world_model:
             self._reuse_world_model(Path(self.config.offline.world_model))
-        else:
-            self._pretrain_world_model()  # 2
-        if self.bus.stop_requested:
-            return
-        transitions = self._encode_dataset()  # 3
-        self._train_agent(transitions)  # 4
-        self._snapshot()  # 5
 
-    def _pretrain_world_model(self) -> None:
-        cfg = self.config.train
-        for _ in range(self.config.offline.model_updates):
-            if self.bus.stop_requested:
-                return
-            self._train_world_model(self._sample_sequences(cfg.batch_length))
-            self.bus.emit(AgentUpdate(self.step, update=self.counters["update"], metrics={}))
+    def next(self) -> list[Event]:
+        """Nothing happens in an env: a step is an update."""
+        self.trainer.counters["step"] += 1
+        return []
+
+    def batch(self, update: int) -> Batch:
+        if update <= self.model_updates:
+            return Batch(sequences=self._sequences(self.config.train.batch_length))  # 2
+        if self.transitions is None:
+            self.transitions = self._encode_dataset()  # 3
+        count = len(self.transitions["action"])
+        index = torch.randint(count, (self.config.offline.batch_size,), device=self.device)
+        return Batch(transitions={k: v[index] for k, v in self.transitions.items()})  # 4
+
+    def updated(self, update: int) -> None:
+        """Nothing to follow the learner."""
+
+    def paused(self) -> contextlib.AbstractContextManager:
+        return contextlib.nullcontext()  # nothing runs beside the learner
+
+    def stop(self) -> None:
+        """Nothing runs beside the learner."""
+
+    def close(self) -> None:
+        """No envs to close."""
+
+    # --- the world model, then the agent ------------------------------------------------------
+
+    @property
+    def device(self) -> torch.device:
+        return self.trainer.device
 
     def _reuse_world_model(self, run_dir: Path) -> None:
         state = checkpoint.load_latest(run_dir, self.device)
@@ -114,17 +121,17 @@ class OfflineEngine(Engine):
             )
         if other.model != self.config.model:
             raise RunError(f"offline.world_model: {run_dir} has other model.* settings")
-        self.world_model.load_state_dict(state["world_model"])
+        self.trainer.world_model.load_state_dict(state["world_model"])
 
     @torch.no_grad()
     def _encode_dataset(self) -> dict[str, Tensor]:
         """Every transition of the dataset, t -> t+1 within an episode, as tensors [N, ...]."""
         stream, limit = self.replay.streams[0], self.config.agent.cost_limit
-        parts = []
+        world_model, parts = self.trainer.world_model, []
         for (start, stop), record in zip(self.episode_bounds, self.dataset.records, strict=True):
             episode = self._tensors({k: v[None] for k, v in stream.slice(start, stop).items()})
             with autocast(self.device, self.config.train.precision):
-                posterior, _ = self.world_model.observe(
+                posterior, _ = world_model.observe(
                     episode["obs"], episode["action"], episode["is_first"]
                 )
             features = posterior.features()[0].float()
@@ -140,29 +147,17 @@ class OfflineEngine(Engine):
             })  # fmt: skip
         return {key: torch.cat([part[key] for part in parts]) for key in parts[0]}
 
-    def _train_agent(self, transitions: dict[str, Tensor]) -> None:
-        count, batch_size = len(transitions["action"]), self.config.offline.batch_size
-        for _ in range(self.config.lspc.updates):
-            if self.bus.stop_requested:
-                return
-            index = torch.randint(count, (batch_size,), device=self.device)
-            metrics = self.agent.update({key: value[index] for key, value in transitions.items()})
-            update = self._count_update()
-            self.bus.emit(AgentUpdate(self.step, update=update, metrics=metrics))
-
-    def _snapshot(self) -> None:
+    def last_snapshot(self, snapshotter: Snapshotter) -> dict[str, np.ndarray]:
         """The latents of a batch of dataset states, labelled as the online snapshots are
-        (`snapshots.py`), plus the agent's `latent_codes` of the action taken in each."""
-        if self.snapshotter is None or self.bus.stop_requested:
-            return
+        (`snapshots.py`), plus the agent's `latent_codes` of the action taken in each."""  # 5
         # One step more than a snapshot uses, so each state's next action (the one taken there)
         # is in the batch; at an episode's last state it is the next episode's zero action.
-        batch = self._sample_sequences(self.config.train.batch_length + 1)
+        batch = self._sequences(self.config.train.batch_length + 1)
         with torch.no_grad(), autocast(self.device, self.config.train.precision):
-            posterior, _ = self.world_model.observe(
+            posterior, _ = self.trainer.world_model.observe(
                 batch["obs"], batch["action"], batch["is_first"]
             )
-        arrays = self.snapshotter.take(
+        arrays = snapshotter.take(
             {key: value[:, :-1] for key, value in batch.items()}, posterior.map(lambda x: x[:, :-1])
         )
         sequence, time = arrays["sequence"], arrays["time"]
@@ -170,34 +165,10 @@ class OfflineEngine(Engine):
         taken = batch["action"][sequence, time + 1]
         codes = self.agent.latent_codes(features, taken)
         arrays.update({name: value.float().cpu().numpy() for name, value in codes.items()})
-        self.snapshot(arrays)
+        return arrays
 
-    # --- helpers ----------------------------------------------------------------------------
-
-    def _count_update(self) -> int:
-        """One gradient update done: offline, steps count updates."""
-        self.counters["step"] += 1
-        return super()._count_update()
-
-    def _sample_sequences(self, length: int) -> dict[str, Tensor]:
+    def _sequences(self, length: int) -> dict[str, Tensor]:
         return self._tensors(self.replay.sample(self.config.train.batch_size, length))
 
     def _tensors(self, arrays: dict[str, np.ndarray]) -> dict[str, Tensor]:
         return {key: torch.as_tensor(value, device=self.device) for key, value in arrays.items()}
-
-
-class OfflineProgress(ProgressBar):
-    """The progress bar, over gradient updates (world model, then agent)."""
-
-    def on_train_start(self, event: TrainStart) -> None:
-        super().on_train_start(event)
-        config = event.engine.config
-        model_updates = 0 if config.offline.world_model else config.offline.model_updates
-        self.bar.total = model_updates + config.lspc.updates
-        self.bar.refresh()
-
-    def on_agent_update(self, event: AgentUpdate) -> None:
-        if "agent/actor_loss" in event.metrics:
-            self.postfix["actor_loss"] = f"{event.metrics['agent/actor_loss']:.3g}"
-            self.bar.set_postfix(self.postfix, refresh=False)
-        self._advance(event.step)

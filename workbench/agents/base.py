@@ -4,16 +4,18 @@ An agent is a `torch.nn.Module` (so its parameters and buffers, such as a Lagran
 are checkpointed by `state_dict`) with three methods the engine calls:
 
     act(latent, explore)      -> actions for a batch of posterior latents
-    update(posterior, batch)  -> Update(metrics, imagination): one training step on imagined rollouts
+    learn(batch, posterior)   -> Update(metrics, imagination): one training step
     optimizers()              -> named optimisers, checkpointed with the agent
 
 and one that viewers call: `inspect(features)`, per-state quantities worth showing (values, cost
 values, and for some agents a barrier value). The world model is held, not owned: it is trained
 by the engine and is not part of the agent's state_dict.
 
-`OfflineAgent` is the same interface for agents learnt from a fixed dataset (`offline.py`),
-whose `update(transitions)` takes a minibatch of dataset transitions instead. `AgentLike` is
-what both kinds share: the type everything outside `agents/` holds an agent by.
+An online `Agent` learns by `update(posterior, sequences)`, on rollouts imagined from the
+posterior of the batch the world model has just learnt from. An `OfflineAgent` (`offline.py`)
+learns by `update(transitions)`, on a minibatch of dataset transitions. `learn` is how the engine
+calls either, with the `Batch` its data source gave; `AgentLike` is what both kinds share: the
+type everything outside `agents/` holds an agent by.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import torch
 from torch import Tensor, nn
 
 from workbench.config import Config
+from workbench.device import autocast
 from workbench.nets import MLP, adam, lambda_returns
 from workbench.world_model import Imagination, Latent, WorldModel
 
@@ -41,9 +44,13 @@ class Policy(Protocol):
 class AgentLike(Protocol):
     """What online (`Agent`) and offline (`OfflineAgent`) agents share: how the engine, the
     evaluation, snapshots and checkpoints hold an agent. (Their `update`s differ: online
-    `update(posterior, batch) -> Update`, offline `update(transitions) -> metrics`.)"""
+    `update(posterior, sequences) -> Update`, offline `update(transitions) -> metrics`.)"""
 
     config: Config
+
+    def learn(self, batch: Batch, posterior: Latent | None) -> Update:
+        """One training step on what the data source gave (`posterior`: the latents of
+        `batch.sequences`, which the world model has just learnt from, when it has any)."""
 
     @property
     def world_model(self) -> WorldModel:
@@ -82,9 +89,20 @@ class AgentLike(Protocol):
 
 
 @dataclass
+class Batch:
+    """What one update learns from, as the engine's data source gives it: sequences [B, T] of
+    steps (the world model learns from them, and online agents imagine from their posterior),
+    or a minibatch of transitions [N] for an offline agent; an offline agent waits (no
+    transitions) while the world model learns."""
+
+    sequences: dict[str, Tensor] | None = None
+    transitions: dict[str, Tensor] | None = None
+
+
+@dataclass
 class Update:
     metrics: dict[str, float]
-    imagination: Imagination
+    imagination: Imagination | None = None
 
 
 class Actor(nn.Module):
@@ -178,6 +196,13 @@ class Agent(nn.Module):
         multiplier follows the real episode cost (SafeDreamer's PID Lagrangian) override it."""
 
     # --- the steps shared by every update ---------------------------------------------------
+
+    def learn(self, batch: Batch, posterior: Latent | None) -> Update:
+        """Update on rollouts imagined from the posterior of the batch's sequences, at the
+        run's `train.precision`."""
+        assert batch.sequences is not None and posterior is not None, "online agents imagine"
+        with autocast(self.world_model.device, self.config.train.precision):
+            return self.update(posterior, batch.sequences)
 
     def update(self, posterior: Latent, batch: dict[str, Tensor]) -> Update:
         raise NotImplementedError
@@ -281,6 +306,13 @@ class OfflineAgent(nn.Module):
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         raise NotImplementedError
+
+    def learn(self, batch: Batch, posterior: Latent | None) -> Update:
+        """Update on the batch's transitions, in full precision (small MLPs); nothing while the
+        world model is still learning (no transitions yet)."""
+        if batch.transitions is None:
+            return Update(metrics={})
+        return Update(metrics=self.update(batch.transitions))
 
     def update(self, transitions: dict[str, Tensor]) -> dict[str, float]:
         raise NotImplementedError

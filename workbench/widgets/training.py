@@ -109,10 +109,7 @@ def train_in_background(
     """Start training `config` into `run_dir` in a background thread (offline algos learn from
     `offline.dataset`), watched live on a board (a new one unless given). Returns once the engine
     is built; display the result to see the board."""
-    from workbench.config import OFFLINE_ALGOS
     from workbench.engine import Engine
-    from workbench.offline import OfflineEngine
 
-    engine = OfflineEngine if config.algo in OFFLINE_ALGOS else Engine
     board = board or Board()
-    return Training(lambda own: engine(config, run_dir, [*own, *hooks], progress=False), board)
+    return Training(lambda own: Engine(config, run_dir, [*own, *hooks], progress=False), board)
