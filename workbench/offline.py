@@ -28,9 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -51,7 +49,7 @@ class DatasetSource:
     """Offline data: a dataset's episodes, as sequences while the world model learns, then as
     encoded transitions while the agent does."""
 
-    def __init__(self, config: Config, make_envs: Callable[..., Any] | None = None) -> None:
+    def __init__(self, config: Config) -> None:
         self.dataset = load_dataset(config.offline.dataset)  # 1
         self.model_updates = 0 if config.offline.world_model else config.offline.model_updates
         steps = self.model_updates + config.lspc.updates
