@@ -109,6 +109,7 @@ ROWS = [
     row("no equals sign", TRAIN + ["--set", "model.lr", "--run-dir", "{root}/new"], "model.lr"),
     row("key of wrong type", TRAIN + ["--set", "train.steps=many", "--run-dir", "{root}/n"], "train.steps"),
     row("non-positive size", TRAIN + ["--set", "model.deter=0", "--run-dir", "{root}/new"], "model.deter"),
+    row("negative skips", TRAIN + ["--set", "train.skip_bad_updates=-1", "--run-dir", "{root}/n"], "train.skip_bad_updates"),
     row(
         "batch longer than the prefill",
         TRAIN + ["--set", "train.batch_length=500", "--run-dir", "{root}/new"],

@@ -210,7 +210,9 @@ def test_overlapped_collection_keeps_the_replay_ratio_and_the_hook_order(
     assert engine.counters["update"] == (train.steps - train.prefill) // train.train_every
     for update, collected in overlapped.leads:  # at most one update's worth of steps ahead
         assert collected < train.prefill + (update + 1) * train.train_every
-    assert engine.source.collector.agent is not engine.agent  # acting with its own copy of the weights
+    assert (
+        engine.source.collector.agent is not engine.agent
+    )  # acting with its own copy of the weights
 
 
 def test_overlapped_run_resumes(fake_envs, tiny_config, tmp_path):

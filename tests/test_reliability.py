@@ -189,6 +189,45 @@ def test_a_non_finite_loss_stops_the_run_at_its_last_good_checkpoint(
     assert checkpoint.load_latest(run_dir)["step"] == 60
 
 
+@pytest.fixture
+def nan_gradient_at_update(monkeypatch):
+    """Make the world model's loss, and so its gradient, NaN at update 4 (env step 100)."""
+    from workbench.world_model import WorldModel
+
+    original = WorldModel.loss
+    calls = []
+
+    def loss(self, batch):
+        total, metrics, posterior = original(self, batch)
+        calls.append(1)
+        if len(calls) == 4:
+            return total * float("nan"), {**metrics, "wm/loss": float("nan")}, posterior
+        return total, metrics, posterior
+
+    monkeypatch.setattr(WorldModel, "loss", loss)
+
+
+@pytest.mark.parametrize("allowed", [0, 1])
+def test_a_bad_update_is_skipped_only_as_often_as_allowed(
+    fake_envs, nan_gradient_at_update, tmp_path, allowed
+):
+    import torch
+
+    from workbench.runs import DivergenceError
+
+    engine = Engine(tiny(**{"train.skip_bad_updates": allowed}), tmp_path / "run", progress=False)
+    if not allowed:
+        with pytest.raises(DivergenceError, match=r"wm/loss became nan at step 100 \(update 4\)"):
+            engine.train()
+        return
+    skipped = r"wm/loss became nan at step 100 \(update 4\): update skipped, 1 of .*=1"
+    with pytest.warns(UserWarning, match=skipped):
+        assert engine.train() == "finished"
+    for part in (engine.world_model, engine.agent):  # the NaN gradient was never applied
+        assert all(torch.isfinite(p).all() for p in part.parameters())
+    assert [c.number for c in Run(tmp_path / "run").checkpoints()] == [60, 120]
+
+
 def test_a_non_finite_parameter_is_never_checkpointed(fake_envs, tmp_path):
     from workbench.hooks import Hook
     from workbench.runs import DivergenceError

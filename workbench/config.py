@@ -251,6 +251,9 @@ class TrainConfig:
     """Save a checkpoint every this many env steps (and always at the end)."""
     keep_checkpoints: int = 3
     """Checkpoints kept on disk (oldest removed first)."""
+    skip_bad_updates: int = 0
+    """Updates with a non-finite loss or gradient to skip (no optimiser step is taken on a
+    non-finite gradient) before the divergence guard stops the run (0: stop at the first)."""
     eval_every: int = 0
     """Run evaluation episodes every this many env steps (0: only at the end)."""
     eval_episodes: int = 1
@@ -531,8 +534,9 @@ def validate(config: Config) -> None:
         raise ConfigError(f"env.image_size must be a multiple of 16 (got {config.env.image_size})")
     if not 0 < config.agent.gamma <= 1 or not 0 <= config.agent.lam <= 1:
         raise ConfigError("agent.gamma must be in (0, 1] and agent.lam in [0, 1]")
-    if config.train.replay_capacity < 0:
-        raise ConfigError(f"train.replay_capacity must be >= 0, got {config.train.replay_capacity}")
+    for key in ("train.replay_capacity", "train.skip_bad_updates"):
+        if _get(config, key) < 0:
+            raise ConfigError(f"{key} must be >= 0, got {_get(config, key)}")
     if config.agent.cost_limit < 0:
         raise ConfigError(f"agent.cost_limit must be >= 0, got {config.agent.cost_limit}")
     if config.planner.elites > config.planner.samples:

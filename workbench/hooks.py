@@ -12,6 +12,7 @@ engine to stop, and the engine stops cleanly after the current step (saving a ch
 from __future__ import annotations
 
 import time
+import warnings
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
@@ -301,12 +302,16 @@ class ProgressBar(Hook):
 
 
 class DivergenceGuard(Hook):
-    """Stops training at the first non-finite loss or parameter, naming it and the step: the
+    """Stops training at a non-finite loss, gradient or parameter, naming it and the step: the
     run keeps its last good checkpoint (none is saved after a crash) instead of training on
-    NaNs. Costs one reduction over the weights per update."""
+    NaNs. With `train.skip_bad_updates` N, the first N updates with a non-finite loss or
+    gradient are skipped with a warning instead (their non-finite gradients were never applied:
+    `world_model.py`, `agents/base.py`). Costs one reduction over the weights per update."""
 
     def on_train_start(self, event: TrainStart) -> None:
         self.engine = event.engine
+        self.allowed = event.engine.config.train.skip_bad_updates
+        self.skipped: set[int] = set()  # update numbers
 
     def on_world_model_update(self, event: WorldModelUpdate) -> None:
         self._check_losses(event.metrics, event.step, event.update)
@@ -320,14 +325,27 @@ class DivergenceGuard(Hook):
 
     def _check_losses(self, metrics: dict[str, float], step: int, update: int) -> None:
         for key, value in metrics.items():
-            if "loss" in key and value is not None and not np.isfinite(float(value)):
-                self._stop(key, f"became {float(value)}", step, update)
+            watched = "loss" in key or "grad_norm" in key
+            if watched and value is not None and not np.isfinite(float(value)):
+                self._bad_update(key, f"became {float(value)}", step, update)
+                return
+
+    def _bad_update(self, what: str, how: str, step: int, update: int) -> None:
+        self.skipped.add(update)
+        if len(self.skipped) > self.allowed:
+            self._stop(what, how, step, update)
+        warnings.warn(
+            f"{what} {how} at step {step} (update {update}): update skipped, "
+            f"{len(self.skipped)} of train.skip_bad_updates={self.allowed}",
+            stacklevel=2,
+        )
 
     def _stop(self, what: str, how: str, step: int, update: int) -> None:
+        skipped = f" after {self.allowed} skipped updates" if self.allowed else ""
         raise DivergenceError(
-            f"{what} {how} at step {step} (update {update}): training stopped; "
-            f"{_last_checkpoint(self.engine)}. Try a lower learning rate (--set model.lr=...) "
-            "or another --seed, in a new --run-dir"
+            f"{what} {how} at step {step} (update {update}){skipped}: training stopped; "
+            f"{_last_checkpoint(self.engine)}. Try a lower learning rate (--set model.lr=...), "
+            "another --seed or --set train.skip_bad_updates=N, in a new --run-dir"
         )
 
 

@@ -364,7 +364,8 @@ class WorldModel(nn.Module):
         return total, dict(zip(values, numbers, strict=True)), post
 
     def train_step(self, batch: dict[str, Tensor]) -> tuple[dict[str, float], Latent]:
-        """One Adam step on `loss` (gradient norm clipped to grad_clip).
+        """One Adam step on `loss` (gradient norm clipped to grad_clip; no step when the
+        gradient is not finite, see `train.skip_bad_updates`).
 
         Returns the metrics and the detached posterior [B,T]. Gradients left on the world model
         by other losses (e.g. an actor backpropagating through imagination) are cleared first.
@@ -372,7 +373,8 @@ class WorldModel(nn.Module):
         self.optimizer.zero_grad(set_to_none=True)
         total, metrics, post = self.loss(batch)
         total.backward()
-        grad_norm = nn.utils.clip_grad_norm_(self.parameters(), self.config.grad_clip)
-        self.optimizer.step()
-        metrics["wm/grad_norm"] = float(grad_norm)
+        grad_norm = float(nn.utils.clip_grad_norm_(self.parameters(), self.config.grad_clip))
+        if math.isfinite(grad_norm):
+            self.optimizer.step()
+        metrics["wm/grad_norm"] = grad_norm
         return metrics, post.detach()

@@ -21,6 +21,7 @@ type everything outside `agents/` holds an agent by.
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import dataclass
 from typing import Any, Protocol, Self, runtime_checkable
 
@@ -361,6 +362,7 @@ def cost_budget(config: Config) -> float:
 def _step(optimizer: torch.optim.Optimizer, loss: Tensor, parameters, config: Config) -> float:
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
-    norm = nn.utils.clip_grad_norm_(list(parameters), config.agent.grad_clip)
-    optimizer.step()
-    return norm.item()
+    norm = nn.utils.clip_grad_norm_(list(parameters), config.agent.grad_clip).item()
+    if math.isfinite(norm):  # a non-finite gradient is never applied (train.skip_bad_updates)
+        optimizer.step()
+    return norm
