@@ -147,10 +147,10 @@ class DatasetSource:
 
     def last_snapshot(self, snapshotter: Snapshotter) -> dict[str, np.ndarray]:
         """The latents of a batch of dataset states, labelled as the online snapshots are
-        (`snapshots.py`), plus the agent's `latent_codes` of the action taken in each."""  # 5
+        (`snapshots.py`), plus the agent's `latent_codes` of the action taken in each."""
         # One step more than a snapshot uses, so each state's next action (the one taken there)
         # is in the batch; at an episode's last state it is the next episode's zero action.
-        batch = self._sequences(self.config.train.batch_length + 1)
+        batch = self._sequences(self.config.train.batch_length + 1)  # 5
         with torch.no_grad(), autocast(self.device, self.config.train.precision):
             posterior, _ = self.trainer.world_model.observe(
                 batch["obs"], batch["action"], batch["is_first"]
