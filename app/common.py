@@ -261,10 +261,10 @@ STATUS_NOTES = {
 # Cached readers of finished files (snapshots, evaluation episodes).
 
 
-def load_episode(artifact: Artifact, frames: bool = True) -> dict[str, np.ndarray]:
+def load_episode(artifact: Artifact, images: bool = True) -> dict[str, np.ndarray]:
     """An evaluation episode's arrays. Without its images (`EVAL_IMAGES`: nearly all of its
     bytes) it is cached apart, so a page can keep many such beside the one episode it plays."""
-    read = _episode if frames else _episode_without_images
+    read = _episode if images else _episode_without_images
     return read(str(artifact.path), artifact.path.stat().st_size)
 
 

@@ -7,10 +7,11 @@ The engine is built from `Factories` (as DreamerV3's `train(make_agent, make_rep
 make_logger)`): its data source, the training envs, the evaluation env and the agent, so tests
 and users pass their own. The data source (`Source`) is where each step and each update's batch
 come from: envs the agent acts in (`collector.EnvSource`) or, for the offline algos, a dataset
-(`offline.DatasetSource`); the loop is the same for both. The loop keeps the schedules: it saves checkpoints, plays evaluation episodes and
-takes snapshots when they are due, and publishes every stage as a typed event (`hooks.py`).
-Hooks only observe (metrics file, progress, live widgets, yours); they never emit. One env step
-here is one agent step (`env.action_repeat` physics steps), counted over all parallel envs.
+(`offline.DatasetSource`); the loop is the same for both. The loop keeps the schedules: it saves
+checkpoints, plays evaluation episodes and takes snapshots when they are due, and publishes every
+stage as a typed event (`hooks.py`). Hooks only observe (metrics file, progress, live widgets,
+yours); they never emit. One env step here is one agent step (`env.action_repeat` physics
+steps), counted over all parallel envs.
 """
 
 from __future__ import annotations

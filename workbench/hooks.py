@@ -314,16 +314,16 @@ class DivergenceGuard(Hook):
         self.skipped: set[int] = set()  # update numbers
 
     def on_world_model_update(self, event: WorldModelUpdate) -> None:
-        self._check_losses(event.metrics, event.step, event.update)
+        self._check_metrics(event.metrics, event.step, event.update)
 
     def on_agent_update(self, event: AgentUpdate) -> None:
-        self._check_losses(event.metrics, event.step, event.update)
+        self._check_metrics(event.metrics, event.step, event.update)
         for part in ("world_model", "agent"):
             name = _non_finite_parameter(getattr(self.engine, part))
             if name is not None:
                 self._stop(f"parameter {part}.{name}", "not finite", event.step, event.update)
 
-    def _check_losses(self, metrics: dict[str, float], step: int, update: int) -> None:
+    def _check_metrics(self, metrics: dict[str, float], step: int, update: int) -> None:
         for key, value in metrics.items():
             watched = "loss" in key or "grad_norm" in key
             if watched and value is not None and not np.isfinite(float(value)):

@@ -33,6 +33,18 @@ def adam(parameters, lr: float) -> torch.optim.Adam:
     return torch.optim.Adam(parameters, lr=lr, eps=ADAM_EPS)
 
 
+def clipped_step(optimizer: torch.optim.Optimizer, loss: Tensor, parameters, clip: float) -> float:
+    """One optimiser step on `loss`, its gradient norm clipped to `clip`; no step when the
+    gradient is not finite, so a bad update never spoils the weights (`train.skip_bad_updates`).
+    Gradients left by other losses are cleared first. Returns the norm before clipping."""
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    norm = nn.utils.clip_grad_norm_(list(parameters), clip).item()
+    if math.isfinite(norm):
+        optimizer.step()
+    return norm
+
+
 def symlog(x: Tensor) -> Tensor:
     """sign(x) * log(1 + |x|): compresses large magnitudes, identity-like near zero."""
     return torch.sign(x) * torch.log1p(torch.abs(x))

@@ -50,6 +50,7 @@ from workbench.nets import (
     TwoHot,
     adam,
     categorical_kl,
+    clipped_step,
     kl_with_free_bits,
     sample_onehot,
     unimix_logits,
@@ -364,17 +365,14 @@ class WorldModel(nn.Module):
         return total, dict(zip(values, numbers, strict=True)), post
 
     def train_step(self, batch: dict[str, Tensor]) -> tuple[dict[str, float], Latent]:
-        """One Adam step on `loss` (gradient norm clipped to grad_clip; no step when the
-        gradient is not finite, see `train.skip_bad_updates`).
+        """One Adam step on `loss` (`nets.clipped_step`: gradient norm clipped to grad_clip, no
+        step on a non-finite gradient; gradients left on the world model by other losses, e.g.
+        an actor backpropagating through imagination, are cleared first).
 
-        Returns the metrics and the detached posterior [B,T]. Gradients left on the world model
-        by other losses (e.g. an actor backpropagating through imagination) are cleared first.
+        Returns the metrics and the detached posterior [B,T].
         """
-        self.optimizer.zero_grad(set_to_none=True)
         total, metrics, post = self.loss(batch)
-        total.backward()
-        grad_norm = float(nn.utils.clip_grad_norm_(self.parameters(), self.config.grad_clip))
-        if math.isfinite(grad_norm):
-            self.optimizer.step()
-        metrics["wm/grad_norm"] = grad_norm
+        metrics["wm/grad_norm"] = clipped_step(
+            self.optimizer, total, self.parameters(), self.config.grad_clip
+        )
         return metrics, post.detach()

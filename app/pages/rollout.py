@@ -100,7 +100,7 @@ def stepper(run) -> None:
         show_step(episode, t)
         st.plotly_chart(figures.episode_figure(episode, t), width="stretch")
         same_round = [a for a in evaluations if a.number == evaluations[names.index(name)].number]
-        show_learned_against_true([common.load_episode(a, frames=False) for a in same_round])
+        show_learned_against_true([common.load_episode(a, images=False) for a in same_round])
     except common.READ_ERRORS as error:
         common.unreadable(f"episode {name}", error)
 

@@ -21,7 +21,6 @@ type everything outside `agents/` holds an agent by.
 from __future__ import annotations
 
 import copy
-import math
 from dataclasses import dataclass
 from typing import Any, Protocol, Self, runtime_checkable
 
@@ -30,7 +29,7 @@ from torch import Tensor, nn
 
 from workbench.config import Config
 from workbench.device import autocast
-from workbench.nets import MLP, adam, lambda_returns
+from workbench.nets import MLP, adam, clipped_step, lambda_returns
 from workbench.world_model import Imagination, Latent, WorldModel
 
 
@@ -360,9 +359,4 @@ def cost_budget(config: Config) -> float:
 
 
 def _step(optimizer: torch.optim.Optimizer, loss: Tensor, parameters, config: Config) -> float:
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    norm = nn.utils.clip_grad_norm_(list(parameters), config.agent.grad_clip).item()
-    if math.isfinite(norm):  # a non-finite gradient is never applied (train.skip_bad_updates)
-        optimizer.step()
-    return norm
+    return clipped_step(optimizer, loss, parameters, config.agent.grad_clip)
